@@ -1,0 +1,74 @@
+"""Score one variant's trained models on the test split: `python -m stages.evaluate <variant>`.
+
+Writes metrics/eval/<variant>.json (test loss and accuracy, per class, per seed and their mean) and
+plots/confusion/<variant>.csv (true and predicted digit of every test image, for DVC's confusion plot).
+"""
+
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+
+from study import data, params
+from study.atomic import atomic_file, write_json
+from study.errors import StudyError, run_stage
+from study.model import CLASSES
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise StudyError("usage: python -m stages.evaluate <variant>")
+    study = params.load()
+    name = sys.argv[1]
+    study.variant(name)
+    x, y = data.load_split("data/prepared", "test")
+
+    seeds, predictions = {}, []
+    for seed in study.train.seeds:
+        model = keras.saving.load_model(f"models/{name}/seed-{seed}.keras")
+        probabilities = model.predict(x, batch_size=2048, verbose=0)
+        predicted = probabilities.argmax(axis=1)
+        seeds[str(seed)] = {
+            "test_accuracy": float(np.mean(predicted == y)),
+            "test_loss": finite_or_none(keras.losses.sparse_categorical_crossentropy(y, probabilities)),
+            "per_class_accuracy": per_class_accuracy(y, predicted),
+        }
+        predictions.append(pd.DataFrame({"seed": seed, "actual": y, "predicted": predicted}))
+
+    write_json(f"metrics/eval/{name}.json", {**mean_over_seeds(seeds), "seeds": seeds})
+    with atomic_file(f"plots/confusion/{name}.csv") as tmp:
+        pd.concat(predictions).to_csv(tmp, index=False)
+
+
+def per_class_accuracy(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+    return {
+        str(digit): float(np.mean(predicted[actual == digit] == digit)) if np.any(actual == digit) else None
+        for digit in range(CLASSES)
+    }
+
+
+def mean_over_seeds(seeds: dict) -> dict:
+    """The mean of each metric over seeds (None where any seed's value is missing, e.g. a NaN loss)."""
+
+    def mean(values):
+        return None if any(v is None for v in values) else float(np.mean(values))
+
+    runs = list(seeds.values())
+    return {
+        "test_accuracy": mean([r["test_accuracy"] for r in runs]),
+        "test_loss": mean([r["test_loss"] for r in runs]),
+        "per_class_accuracy": {
+            digit: mean([r["per_class_accuracy"][digit] for r in runs])
+            for digit in runs[0]["per_class_accuracy"]
+        },
+    }
+
+
+def finite_or_none(losses) -> float | None:
+    value = float(np.mean(keras.ops.convert_to_numpy(losses)))
+    return value if np.isfinite(value) else None
+
+
+if __name__ == "__main__":
+    run_stage(main)

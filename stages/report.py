@@ -1,0 +1,61 @@
+"""Write the study's report: `python -m stages.report`.
+
+Executes reports/template.ipynb with Papermill on what compare and evaluate wrote, saves the executed
+notebook as reports/study.ipynb and a self-contained HTML page (code hidden, figures embedded) as
+reports/study.html. The report only reads tables; it never trains.
+"""
+
+from pathlib import Path
+
+import nbformat
+import papermill
+from nbconvert import HTMLExporter
+
+from study import params
+from study.atomic import atomic_file
+from study.errors import StudyError, run_stage
+
+TEMPLATE = Path("reports/template.ipynb")
+INPUTS = {
+    "summary_path": "metrics/summary.json",
+    "runs_path": "metrics/runs.csv",
+    "curves_path": "plots/curves.csv",
+    "eval_dir": "metrics/eval",
+}
+
+
+def main() -> None:
+    study = params.load()
+    for path in [TEMPLATE, *map(Path, INPUTS.values())]:
+        if not path.exists():
+            raise StudyError(f"{path} is missing: run `dvc repro` to train, evaluate and compare first")
+
+    try:
+        notebook = papermill.execute_notebook(
+            str(TEMPLATE),
+            None,  # returned, not written: saved below under a temporary name
+            parameters={**INPUTS, "target_accuracy": study.compare.target_accuracy},
+            kernel_name="python3",
+            cwd=".",
+            log_output=False,
+            progress_bar=False,
+            # The kernel's own log is noise here (a warning about local TCP, the interrupt Jupyter sends
+            # it at shutdown): what fails in a cell comes back as PapermillExecutionError below.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+        )
+    except papermill.PapermillExecutionError as error:
+        reason = (str(error.evalue).strip().splitlines() or [""])[0]
+        raise StudyError(f"{TEMPLATE} failed in cell {error.exec_count}: {error.ename}: {reason}") from None
+
+    with atomic_file("reports/study.ipynb") as tmp:
+        nbformat.write(notebook, tmp)
+    # Code hidden, so the page reads as a document; figures are base64 data in it, so it is one file.
+    exporter = HTMLExporter(exclude_input=True, exclude_output_prompt=True, embed_images=True)
+    html, _ = exporter.from_notebook_node(notebook)
+    with atomic_file("reports/study.html") as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    print("wrote reports/study.ipynb and reports/study.html")
+
+
+if __name__ == "__main__":
+    run_stage(main)

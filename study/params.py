@@ -1,0 +1,323 @@
+"""The schema of params.yaml: every stage validates the whole file here before it does any work.
+
+A bad value is refused with one line naming the key, the value and what is valid, e.g.
+`params.yaml: variants.adam.learning_rate = -0.1: must be greater than 0`. Unknown keys are errors, not
+silently ignored, and types are strict: a string where a number belongs is refused, not converted.
+"""
+
+import math
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from ruamel.yaml import YAML, YAMLError
+
+from study.errors import StudyError
+
+PARAMS_FILE = "params.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+LearningRate = Annotated[float, Field(gt=0)]
+
+
+class ExpectedData(Strict):
+    file_sha256: Sha256 | None = None
+    n_train: PositiveInt
+    n_test: PositiveInt
+    array_sha256: dict[Literal["x_train", "y_train", "x_test", "y_test"], Sha256]
+
+
+class Data(Strict):
+    sources: list[str] = Field(min_length=1)
+    timeout_s: Annotated[float, Field(gt=0)]
+    retries: PositiveInt
+    expected: ExpectedData
+
+
+class Prepare(Strict):
+    validation_size: PositiveInt
+    seed: Annotated[int, Field(ge=0)]
+    train_size: PositiveInt | None = None
+
+
+class Model(Strict):
+    hidden_units: list[PositiveInt] = Field(min_length=1)
+    activation: Literal["relu", "tanh", "sigmoid", "gelu", "elu", "selu", "swish"]
+
+
+class Train(Strict):
+    epochs: PositiveInt
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    jit_compile: bool
+    steps_per_execution: PositiveInt
+    deterministic: bool
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("must not repeat a seed")
+        return seeds
+
+
+class ExponentialSchedule(Strict):
+    """lr * decay_rate ** (epoch / decay_epochs), evaluated per optimizer step."""
+
+    name: Literal["exponential"]
+    decay_epochs: Annotated[float, Field(gt=0)]
+    decay_rate: Annotated[float, Field(gt=0, le=1)]
+    staircase: bool = False
+
+
+class CosineSchedule(Strict):
+    """lr follows half a cosine from its start to alpha * lr over decay_epochs, then stays there."""
+
+    name: Literal["cosine"]
+    decay_epochs: Annotated[float, Field(gt=0)]
+    alpha: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+Schedule = Annotated[ExponentialSchedule | CosineSchedule, Field(discriminator="name")]
+BatchSize = PositiveInt | Literal["full"]
+
+
+class VariantBase(Strict):
+    batch_size: BatchSize
+    learning_rate: LearningRate
+    schedule: Schedule | None = None
+
+    _finite_lr = field_validator("learning_rate")(_finite)
+
+
+class SGDVariant(VariantBase):
+    optimizer: Literal["sgd"]
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    nesterov: bool = False
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self):
+        if self.nesterov and self.momentum == 0:
+            raise ValueError(
+                "nesterov = True: needs momentum > 0 (Nesterov's look-ahead is a momentum method)"
+            )
+        return self
+
+
+class AdamVariant(VariantBase):
+    optimizer: Literal["adam"]
+    beta_1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    beta_2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    epsilon: Annotated[float, Field(gt=0)] = 1e-7
+
+
+class RMSpropVariant(VariantBase):
+    optimizer: Literal["rmsprop"]
+    rho: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    epsilon: Annotated[float, Field(gt=0)] = 1e-7
+
+
+class AdagradVariant(VariantBase):
+    optimizer: Literal["adagrad"]
+    initial_accumulator_value: Annotated[float, Field(ge=0)] = 0.1
+    epsilon: Annotated[float, Field(gt=0)] = 1e-7
+
+
+Variant = Annotated[
+    SGDVariant | AdamVariant | RMSpropVariant | AdagradVariant, Field(discriminator="optimizer")
+]
+VARIANT_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class Compare(Strict):
+    target_accuracy: Annotated[float, Field(gt=0, le=1)]
+
+
+class Study(Strict):
+    data: Data
+    prepare: Prepare
+    model: Model
+    train: Train
+    variants: dict[Annotated[str, Field(pattern=VARIANT_NAME)], Variant] = Field(min_length=1)
+    compare: Compare
+
+    @property
+    def n_train(self) -> int:
+        """Images the optimizers train on: what the validation split and train_size leave."""
+        remaining = self.data.expected.n_train - self.prepare.validation_size
+        return min(remaining, self.prepare.train_size or remaining)
+
+    @model_validator(mode="after")
+    def _splits_fit(self):
+        remaining = self.data.expected.n_train - self.prepare.validation_size
+        if remaining < 1:
+            raise _KeyError(
+                "prepare.validation_size",
+                self.prepare.validation_size,
+                f"leaves no training data: must be less than the {self.data.expected.n_train} "
+                "training images",
+            )
+        for name, variant in self.variants.items():
+            if variant.batch_size != "full" and variant.batch_size > self.n_train:
+                raise _KeyError(
+                    f"variants.{name}.batch_size",
+                    variant.batch_size,
+                    f"is larger than the training split ({self.n_train} images): "
+                    f"use at most {self.n_train}, or `full`",
+                )
+        return self
+
+    def batch_size(self, variant: str) -> int:
+        size = self.variants[variant].batch_size
+        return self.n_train if size == "full" else size
+
+    def steps_per_epoch(self, variant: str) -> int:
+        return math.ceil(self.n_train / self.batch_size(variant))
+
+    def variant(self, name: str):
+        if name not in self.variants:
+            raise StudyError(f"unknown variant {name!r}: params.yaml defines {', '.join(self.variants)}")
+        return self.variants[name]
+
+
+class _KeyError(ValueError):
+    """A cross-field error that knows which key it belongs to."""
+
+    def __init__(self, key: str, value, reason: str):
+        super().__init__(f"{key} = {value!r}: {reason}")
+
+
+def load(path: str | Path = PARAMS_FILE) -> Study:
+    """Read and validate params.yaml; raise StudyError with one line on the first problem."""
+    path = Path(path)
+    try:
+        raw = YAML(typ="safe", pure=True).load(path.read_text())
+    except FileNotFoundError:
+        raise StudyError(f"{path} not found: run the stages from the project's root folder") from None
+    except YAMLError as error:
+        reason = " ".join(str(error).split())
+        raise StudyError(f"{path} is not valid YAML: {reason}") from None
+    return validate(raw, source=str(path))
+
+
+def validate(raw, source: str = PARAMS_FILE) -> Study:
+    if not isinstance(raw, dict):
+        raise StudyError(
+            f"{source}: expected a mapping of sections (data, prepare, ...), got {type(raw).__name__}"
+        )
+    try:
+        return Study.model_validate(raw)
+    except ValidationError as error:
+        raise StudyError(f"{source}: {describe(error.errors(), raw)}") from None
+
+
+def describe(problems: list[dict], raw: dict) -> str:
+    """Turn pydantic's errors into one line, `key = value: what is valid`, about the first bad key."""
+    first = problems[0]
+    message = _message(first)
+    if first["type"] == "value_error" and " = " in message and not first["loc"]:
+        return message  # a cross-field _KeyError already names its key
+    key = _clean_key(first["loc"], raw, keep_last=first["type"] == "missing")
+    if first["type"] == "value_error" and message.split(" ", 1)[0] in _model_fields(key, raw):
+        return f"{key}.{message}"  # a check across one section's fields names its own key
+    if first["type"] == "extra_forbidden":
+        return f"{key}: unknown key (misspelled?); valid keys here: {_valid_keys(key, raw)}"
+    if first["type"] == "missing":
+        return f"{key}: missing; add it to params.yaml"
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        ctx = first["ctx"]
+        tag = ctx["discriminator"].strip("'")
+        if first["type"] == "union_tag_not_found":
+            return f"{key}.{tag}: missing; say which one"
+        return f"{key}.{tag} = {ctx['tag']!r}: must be one of {ctx['expected_tags']}"
+    # A value checked against a union (a batch size is a number or `full`) fails once per member.
+    reasons = dict.fromkeys(_message(p) for p in problems if _clean_key(p["loc"], raw) == key)
+    return f"{key} = {_lookup(raw, key)!r}: {' or '.join(reasons)}"
+
+
+def _message(problem: dict) -> str:
+    message = problem["msg"].removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    return message.replace("input should be", "must be")
+
+
+def _clean_key(loc: tuple, raw: dict, keep_last: bool = False) -> str:
+    """The error's location in params.yaml's own keys, without the union tags pydantic adds."""
+    parts: list[str] = []
+    node = raw
+    for i, part in enumerate(map(str, loc)):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif not (keep_last and i == len(loc) - 1 and isinstance(node, dict)):
+            continue  # a union member's name, not a key
+        parts.append(part)
+    return ".".join(parts)
+
+
+def _lookup(raw, key: str):
+    node = raw
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _valid_keys(key: str, raw: dict) -> str:
+    return ", ".join(_model_fields(key.rpartition(".")[0], raw)) or "see params.yaml's comments"
+
+
+def _model_fields(key: str, raw: dict) -> list[str]:
+    model = _model_at(key, raw)
+    return list(model.model_fields) if model else []
+
+
+def _model_at(key: str, raw: dict):
+    model = Study
+    node = raw
+    parts = key.split(".") if key else []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        node = node.get(part) if isinstance(node, dict) else None
+        if model is Study and part == "variants" and i + 1 < len(parts):
+            i += 1
+            node = node.get(parts[i]) if isinstance(node, dict) else None
+            model = _VARIANTS.get((node or {}).get("optimizer"))
+        elif model is not None and part in model.model_fields:
+            field = model.model_fields[part]
+            if part == "schedule":
+                model = _SCHEDULES.get((node or {}).get("name"))
+            else:
+                model = (
+                    field.annotation
+                    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+                    else None
+                )
+        else:
+            return None
+        i += 1
+    return model
+
+
+_VARIANTS = {"sgd": SGDVariant, "adam": AdamVariant, "rmsprop": RMSpropVariant, "adagrad": AdagradVariant}
+_SCHEDULES = {"exponential": ExponentialSchedule, "cosine": CosineSchedule}

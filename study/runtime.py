@@ -1,0 +1,130 @@
+"""Where and how a run executes: the device, seeding and determinism, library versions, and memory.
+
+Everything here is recorded next to each run's metrics, so a number can be traced to what made it.
+"""
+
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import psutil
+import tensorflow as tf
+
+
+def setup_device() -> str:
+    """Use the first GPU when one is visible (growing its memory as needed), else the CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU: {details.get('device_name', gpus[0].name)}"
+    return f"CPU: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores"
+
+
+def on_gpu() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def configure_determinism(deterministic: bool, jit_compile: bool) -> bool:
+    """Turn on TensorFlow's op determinism where it does not cost XLA; return whether it is on.
+
+    Keras silently drops XLA when op determinism is on. On the CPU, XLA's kernels are deterministic
+    already (tests/test_reproducibility.py reruns a training and compares), so there XLA stays and
+    seeding alone makes reruns identical. On a GPU, determinism wins over XLA.
+    """
+    enable = deterministic and not (jit_compile and not on_gpu())
+    if enable:
+        tf.config.experimental.enable_op_determinism()
+    return enable
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow: weights, data order and dropout all follow from `seed`."""
+    keras.utils.set_random_seed(seed)
+
+
+def environment(device: str, op_determinism: bool, jit_compile: bool) -> dict:
+    return {
+        "device": device,
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "jit_compile": jit_compile,
+        "op_determinism": op_determinism,
+    }
+
+
+class PeakMemory:
+    """Peak memory of training above its level just before: process RSS on the CPU, device memory on a GPU.
+
+    Linux lets a process reset its own peak-RSS counter (VmHWM) through /proc/self/clear_refs; where
+    that is not possible, a thread samples RSS every few milliseconds instead.
+    """
+
+    def __init__(self):
+        self.kind = "gpu" if on_gpu() else "rss"
+        self.peak_bytes = 0
+
+    def __enter__(self):
+        if self.kind == "gpu":
+            tf.config.experimental.reset_memory_stats("GPU:0")
+            self._start = tf.config.experimental.get_memory_info("GPU:0")["current"]
+            return self
+        self._start = psutil.Process().memory_info().rss
+        self._hwm = _reset_hwm()
+        if not self._hwm:
+            self._sampled = self._start
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.kind == "gpu":
+            peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+        elif self._hwm:
+            peak = _read_hwm()
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = self._sampled
+        self.peak_bytes = max(0, peak - self._start)
+        return False
+
+    def _sample(self):
+        process = psutil.Process()
+        while not self._stop.wait(0.005):
+            self._sampled = max(self._sampled, process.memory_info().rss)
+
+
+def _reset_hwm() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _read_hwm() > 0
+    except OSError:
+        return False
+
+
+def _read_hwm() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Stopwatch:
+    def __enter__(self):
+        self._start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self._start
+        return False

@@ -1,0 +1,171 @@
+"""params.yaml is refused before any work, with one line naming the key, the bad value and what is valid."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from study import params
+from study.errors import StudyError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
+
+
+def refused(change) -> str:
+    raw = copy.deepcopy(DEFAULTS)
+    change(raw)
+    with pytest.raises(StudyError) as error:
+        params.validate(raw)
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def test_the_shipped_params_are_valid():
+    study = params.load(ROOT / "params.yaml")
+    assert study.n_train == 50_000
+    assert study.batch_size("bgd") == 50_000 and study.steps_per_epoch("bgd") == 1
+    assert study.steps_per_epoch("mbgd") == 1563
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: r["variants"]["adam"].update(optimizer="adamw"), "variants.adam.optimizer = 'adamw'"),
+        (
+            lambda r: r["variants"]["mbgd_cosine"]["schedule"].update(name="linear"),
+            "variants.mbgd_cosine.schedule.name = 'linear'",
+        ),
+    ],
+    ids=["optimizer", "schedule"],
+)
+def test_unknown_names_list_the_valid_ones(change, expected):
+    message = refused(change)
+    assert expected in message
+    assert "must be one of" in message
+
+
+@pytest.mark.parametrize("value", [0, -0.1, float("nan"), float("inf")])
+def test_learning_rate_must_be_a_positive_number(value):
+    message = refused(lambda r: r["variants"]["adam"].update(learning_rate=value))
+    assert message.startswith(f"params.yaml: variants.adam.learning_rate = {value!r}:")
+
+
+@pytest.mark.parametrize("value", [1.0, 1.5, -0.1])
+def test_momentum_must_lie_in_zero_to_one(value):
+    message = refused(lambda r: r["variants"]["momentum"].update(momentum=value))
+    assert f"variants.momentum.momentum = {value!r}" in message
+
+
+def test_nesterov_needs_momentum():
+    message = refused(lambda r: r["variants"]["nesterov"].update(momentum=0.0))
+    assert "variants.nesterov.nesterov = True" in message and "momentum > 0" in message
+
+
+@pytest.mark.parametrize("value", [0, -4])
+def test_batch_size_must_be_at_least_one(value):
+    message = refused(lambda r: r["variants"]["mbgd"].update(batch_size=value))
+    assert f"variants.mbgd.batch_size = {value}" in message and "'full'" in message
+
+
+def test_batch_size_cannot_exceed_the_training_split():
+    message = refused(lambda r: r["variants"]["mbgd"].update(batch_size=50_001))
+    assert "variants.mbgd.batch_size = 50001" in message and "at most 50000" in message
+
+
+def test_batch_size_limit_follows_train_size():
+    message = refused(
+        lambda r: (r["prepare"].update(train_size=1000), r["variants"]["mbgd"].update(batch_size=1001))
+    )
+    assert "at most 1000" in message
+
+
+def test_epochs_must_be_at_least_one():
+    assert "train.epochs = 0" in refused(lambda r: r["train"].update(epochs=0))
+
+
+@pytest.mark.parametrize("value", [60_000, 70_000])
+def test_validation_split_must_leave_training_data(value):
+    message = refused(lambda r: r["prepare"].update(validation_size=value))
+    assert f"prepare.validation_size = {value}" in message and "leaves no training data" in message
+
+
+@pytest.mark.parametrize("value", [0, -0.5, 1.01])
+def test_target_accuracy_lies_in_zero_to_one(value):
+    assert f"compare.target_accuracy = {value!r}" in refused(
+        lambda r: r["compare"].update(target_accuracy=value)
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (lambda r: r["train"].update(epoch=3), "train.epoch"),
+        (lambda r: r["variants"]["adam"].update(learnig_rate=0.1), "variants.adam.learnig_rate"),
+        (lambda r: r["variants"]["adam"].update(momentum=0.9), "variants.adam.momentum"),
+        (lambda r: r.update(trian={}), "trian"),
+    ],
+    ids=["section", "variant", "option-of-another-optimizer", "top-level"],
+)
+def test_unknown_keys_are_errors(change, key):
+    message = refused(change)
+    assert f"{key}: unknown key" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (
+            lambda r: r["variants"]["adam"].update(learning_rate="0.001"),
+            "variants.adam.learning_rate = '0.001'",
+        ),
+        (lambda r: r["train"].update(epochs="5"), "train.epochs = '5'"),
+        (lambda r: r["variants"]["mbgd"].update(batch_size="fulll"), "variants.mbgd.batch_size = 'fulll'"),
+        (lambda r: r["train"].update(seeds=0), "train.seeds = 0"),
+        (lambda r: r["train"].update(jit_compile="yes"), "train.jit_compile = 'yes'"),
+    ],
+    ids=["learning-rate", "epochs", "batch-size", "seeds", "flag"],
+)
+def test_wrong_types_are_refused_not_converted(change, key):
+    assert key in refused(change)
+
+
+def test_a_missing_key_is_named():
+    message = refused(lambda r: r["variants"]["adam"].pop("learning_rate"))
+    assert "variants.adam.learning_rate: missing" in message
+
+
+def test_repeated_seeds_are_refused():
+    assert "train.seeds = [0, 0]" in refused(lambda r: r["train"].update(seeds=[0, 0]))
+
+
+def test_a_stage_refuses_bad_params_before_any_work(tmp_path):
+    """The real stage process: exit status 2, one line on stderr, no output folder created."""
+    text = (ROOT / "params.yaml").read_text().replace("learning_rate: 0.001\n", "learning_rate: -1.0\n", 1)
+    (tmp_path / "params.yaml").write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.train", "adam"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: params.yaml: variants.adam.learning_rate = -1.0")
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_invalid_yaml_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("train: [unclosed\n")
+    with pytest.raises(StudyError, match="not valid YAML") as error:
+        params.load(tmp_path / "params.yaml")
+    assert "\n" not in str(error.value)

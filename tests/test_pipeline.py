@@ -1,0 +1,141 @@
+"""The real pipeline, end to end: `dvc repro` in a temporary git repository on tiny params.
+
+Three variants on a small learnable MNIST-format file (made here, so no download is needed): two that
+train normally and one whose huge learning rate diverges, which the study must survive and show.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.fake_mnist import make_fake_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["dvc.yaml", "stages", "study", "reports/template.ipynb", "reports/figures.py", ".dvc/plots"]
+pytestmark = pytest.mark.slow
+
+
+def tiny_params(mirror: Path, expected: dict) -> dict:
+    yaml = YAML(typ="safe", pure=True)
+    raw = yaml.load((ROOT / "params.yaml").read_text())
+    raw["data"]["sources"] = [str(mirror)]
+    raw["data"]["expected"] = expected
+    raw["prepare"].update(validation_size=500)
+    raw["train"].update(epochs=2, seeds=[0], steps_per_execution=32)
+    raw["variants"] = {
+        "mbgd": raw["variants"]["mbgd"],
+        "adam": raw["variants"]["adam"],
+        "exploding": {"optimizer": "sgd", "batch_size": 32, "learning_rate": 1.0e6, "momentum": 0.0},
+    }
+    raw["compare"]["target_accuracy"] = 0.5
+    return raw
+
+
+def run(args: list[str], cwd: Path) -> str:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    env.pop("MNIST_MIRROR", None)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (
+        f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result.stdout + result.stderr
+
+
+def ran_stages(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("study")
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    for name in PROJECT_FILES:
+        source, target = ROOT / name, repo / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
+    expected = make_fake_mnist(repo / "mirror" / "mnist.npz", n_train=3000, n_test=500, seed=0)
+    YAML().dump(tiny_params(repo / "mirror" / "mnist.npz", expected), repo / "params.yaml")
+    (repo / ".gitignore").write_text("/mirror/\n")
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny study"], repo)
+    output = run(["dvc", "repro"], repo)
+    (repo / "first_repro.log").write_text(output)
+    return repo
+
+
+def test_repro_runs_every_stage_and_writes_the_report(study):
+    ran = ran_stages((study / "first_repro.log").read_text())
+    assert ran == {
+        "download",
+        "prepare",
+        "compare",
+        "report",
+        *(
+            f"{stage}@{variant}"
+            for stage in ("train", "evaluate")
+            for variant in ("mbgd", "adam", "exploding")
+        ),
+    }
+    html = (study / "reports" / "study.html").read_text()
+    assert "<html" in html and "exploding" in html
+    assert (study / "reports" / "study.ipynb").exists()
+
+
+def test_summary_and_runs_cover_every_variant(study):
+    summary = json.loads((study / "metrics" / "summary.json").read_text())
+    assert set(summary) == {"mbgd", "adam", "exploding"}
+    assert summary["adam"]["test_accuracy"] > 0.8  # the fake digits are learnable
+    runs = (study / "metrics" / "runs.csv").read_text().splitlines()
+    assert len(runs) == 1 + 3
+    assert (study / "models" / "adam" / "seed-0.keras").exists()
+
+
+def test_a_diverged_variant_is_marked_and_the_study_goes_on(study):
+    record = json.loads((study / "runs" / "exploding" / "seed-0" / "record.json").read_text())
+    assert record["diverged"] is True
+    assert record["diverged_epoch"] == 1
+    assert record["epochs_run"] == 1
+    summary = json.loads((study / "metrics" / "summary.json").read_text())
+    assert summary["exploding"]["seeds_diverged"] == 1
+    assert summary["exploding"]["epochs_to_target"] is None
+
+
+def test_a_second_repro_does_nothing(study):
+    output = run(["dvc", "repro"], study)
+    assert ran_stages(output) == set()
+    assert "up to date" in run(["dvc", "status"], study)
+
+
+def test_metrics_and_plots_work_with_dvc(study):
+    shown = run(["dvc", "metrics", "show"], study)
+    for variant in ("mbgd", "adam", "exploding"):
+        assert f"{variant}.test_accuracy" in shown
+    run(["dvc", "plots", "show", "-o", "dvc_plots"], study)
+    assert (study / "dvc_plots" / "index.html").exists()
+
+
+def test_changing_one_variant_reruns_only_it_and_what_follows(study):
+    run(["git", "add", "-A"], study)
+    run(["git", "commit", "-qm", "first results"], study)
+    output = run(["dvc", "exp", "run", "-S", "variants.adam.learning_rate=0.003"], study)
+    assert ran_stages(output) == {"train@adam", "evaluate@adam", "compare", "report"}
+    shown = run(["dvc", "exp", "show", "--no-pager", "--csv"], study)
+    assert "variants.adam.learning_rate" in shown and "0.003" in shown
