@@ -5,6 +5,7 @@ plots/confusion/<variant>.csv (true and predicted digit of every test image, for
 """
 
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -26,7 +27,7 @@ def main() -> None:
 
     seeds, predictions = {}, []
     for seed in study.train.seeds:
-        model = keras.saving.load_model(f"models/{name}/seed-{seed}.keras")
+        model = load_model(Path(f"models/{name}/seed-{seed}.keras"), name)
         probabilities = model.predict(x, batch_size=2048, verbose=0)
         predicted = probabilities.argmax(axis=1)
         seeds[str(seed)] = {
@@ -39,6 +40,18 @@ def main() -> None:
     write_json(f"metrics/eval/{name}.json", {**mean_over_seeds(seeds), "seeds": seeds})
     with atomic_file(f"plots/confusion/{name}.csv") as tmp:
         pd.concat(predictions).to_csv(tmp, index=False)
+
+
+def load_model(path: Path, variant: str) -> keras.Model:
+    if not path.exists():
+        raise StudyError(f"{path} is missing: run `dvc repro train@{variant}` first")
+    try:
+        return keras.saving.load_model(path)
+    except (ValueError, OSError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise StudyError(
+            f"{path} is not a readable Keras model ({reason}): run `dvc repro -f train@{variant}`"
+        ) from None
 
 
 def per_class_accuracy(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:

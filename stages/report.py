@@ -16,6 +16,7 @@ from study.atomic import atomic_file
 from study.errors import StudyError, run_stage
 
 TEMPLATE = Path("reports/template.ipynb")
+HTML_TEMPLATE = Path("reports/standalone.html.j2")
 INPUTS = {
     "summary_path": "metrics/summary.json",
     "runs_path": "metrics/runs.csv",
@@ -26,7 +27,7 @@ INPUTS = {
 
 def main() -> None:
     study = params.load()
-    for path in [TEMPLATE, *map(Path, INPUTS.values())]:
+    for path in [TEMPLATE, HTML_TEMPLATE, *map(Path, INPUTS.values())]:
         if not path.exists():
             raise StudyError(f"{path} is missing: run `dvc repro` to train, evaluate and compare first")
 
@@ -50,7 +51,13 @@ def main() -> None:
     with atomic_file("reports/study.ipynb") as tmp:
         nbformat.write(notebook, tmp)
     # Code hidden, so the page reads as a document; figures are base64 data in it, so it is one file.
-    exporter = HTMLExporter(exclude_input=True, exclude_output_prompt=True, embed_images=True)
+    exporter = HTMLExporter(
+        exclude_input=True,
+        exclude_output_prompt=True,
+        embed_images=True,
+        template_name="lab",
+        template_file=str(HTML_TEMPLATE.resolve()),
+    )
     html, _ = exporter.from_notebook_node(notebook)
     with atomic_file("reports/study.html") as tmp:
         tmp.write_text(html, encoding="utf-8")

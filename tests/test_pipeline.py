@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 from tests.fake_mnist import make_fake_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "stages", "study", "reports/template.ipynb", "reports/figures.py", ".dvc/plots"]
+PROJECT_FILES = ["dvc.yaml", "stages", "study", "reports", ".dvc/plots"]
 pytestmark = pytest.mark.slow
 
 
@@ -68,7 +68,9 @@ def study(tmp_path_factory) -> Path:
         source, target = ROOT / name, repo / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                source, target, ignore=shutil.ignore_patterns("__pycache__", "study.ipynb", "study.html")
+            )
         else:
             shutil.copy(source, target)
     expected = make_fake_mnist(repo / "mirror" / "mnist.npz", n_train=3000, n_test=500, seed=0)

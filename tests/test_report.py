@@ -121,7 +121,7 @@ def project(tmp_path, monkeypatch):
     raw = study_params(["bgd", "mbgd", "adam"])
     YAML().dump(raw, tmp_path / "params.yaml")
     (tmp_path / "reports").mkdir()
-    for name in ("template.ipynb", "figures.py"):
+    for name in ("template.ipynb", "standalone.html.j2", "figures.py"):
         shutil.copy(REPO / "reports" / name, tmp_path / "reports" / name)
     study = params.validate(raw)
     records = [
@@ -145,6 +145,7 @@ def test_report_stage_writes_the_notebook_and_a_self_contained_page(project):
     assert not [o for o in outputs if o["output_type"] in ("error", "stream")]  # no errors, no warnings
     html = (project / "reports/study.html").read_text()
     assert '<img src="http' not in html
+    assert "<script src=" not in html  # opens offline: no require.js or MathJax from a CDN
     assert html.count("data:image/png;base64,") >= 6
     for heading in [
         "Setup",
