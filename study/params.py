@@ -63,7 +63,6 @@ class Train(Strict):
     epochs: PositiveInt
     seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
     jit_compile: bool
-    steps_per_execution: PositiveInt
     deterministic: bool
 
     @field_validator("seeds")

@@ -30,17 +30,15 @@ def on_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def configure_determinism(deterministic: bool, jit_compile: bool) -> bool:
-    """Turn on TensorFlow's op determinism where it does not cost XLA; return whether it is on.
+def configure_determinism(deterministic: bool) -> bool:
+    """Turn on TensorFlow's op determinism when params ask for it; return whether it is on.
 
-    Keras silently drops XLA when op determinism is on. On the CPU, XLA's kernels are deterministic
-    already (tests/test_reproducibility.py reruns a training and compares), so there XLA stays and
-    seeding alone makes reruns identical. On a GPU, determinism wins over XLA.
+    With it, an op that has no deterministic kernel raises instead of silently varying between runs.
+    tests/test_training.py reruns a training and compares every number.
     """
-    enable = deterministic and not (jit_compile and not on_gpu())
-    if enable:
+    if deterministic:
         tf.config.experimental.enable_op_determinism()
-    return enable
+    return deterministic
 
 
 def seed_everything(seed: int) -> None:

@@ -1,145 +1,71 @@
-"""Train one run (a variant and a seed) and write what it did as a self-describing record.
+"""Train a variant's runs (one per seed) as one stacked group, and log each run as its own record.
 
-The record (runs/<variant>/seed-<seed>/record.json) holds the variant's settings, the seed, the
-per-epoch curves, time, memory, divergence and the environment; compare and the report read only it.
+The stacking itself lives in study/stacked.py. Here: the honest cost of one run (measured alone, see
+`measure_solo`), one progress bar over runs x epochs, one DVCLive log per run written as its epochs
+finish, and the self-describing record (runs/<variant>/seed-<seed>/record.json) that compare and the
+report read: settings, seed, per-epoch curves, time, memory, divergence and the environment.
 """
 
-import math
-import time
 from pathlib import Path
 
-import keras
-import numpy as np
 from dvclive import Live
+from tqdm import tqdm
 
-from study.model import build_model
 from study.params import Study
-from study.runtime import PeakMemory
-from study.variants import build_optimizer, state_bytes
+from study.stacked import MemberResult, measure_solo, train_group
 
 
-def train_run(study: Study, variant_name: str, seed: int, train, validation, live_dir: Path, progress=None):
-    """Train `variant_name` from `seed` on (x, y) arrays; return the trained model and its record."""
-    variant = study.variant(variant_name)
-    batch_size = study.batch_size(variant_name)
-    steps_per_epoch = study.steps_per_epoch(variant_name)
+def train_variant(
+    study: Study,
+    variant_name: str,
+    seeds: list[int],
+    train,
+    validation,
+    live_dirs: list[Path],
+    learning_rates=None,
+) -> list[MemberResult]:
+    """Train one run per seed; each record carries the time and memory one run costs on its own."""
+    solo = measure_solo(study, variant_name, train)
+    lives = [Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None) for folder in live_dirs]
+    total = len(seeds) * study.train.epochs
+    with tqdm(total=total, desc=f"train {variant_name} ({len(seeds)} runs)", unit="epoch") as progress:
 
-    keras.utils.set_random_seed(seed)
-    model = build_model(study.model)
-    optimizer = build_optimizer(variant, steps_per_epoch)
-    model.compile(
-        optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=study.train.jit_compile,
-        # Never more steps per call than an epoch has: bgd's single step is then one call per epoch.
-        steps_per_execution=min(study.train.steps_per_execution, steps_per_epoch),
-    )
-    recorder = EpochRecorder(live_dir, progress)
-    with PeakMemory() as memory:
-        model.fit(
-            *train,
-            batch_size=batch_size,
-            epochs=study.train.epochs,
-            validation_data=validation,
-            shuffle=True,
-            verbose=0,
-            callbacks=[recorder],
+        def on_epoch(epoch: int, rows: list[dict | None]) -> None:
+            for live, row in zip(lives, rows, strict=True):
+                if row is not None:
+                    log_epoch(live, row)
+            progress.update(len(rows))
+
+        results = train_group(
+            study,
+            variant_name,
+            seeds,
+            train,
+            validation,
+            learning_rates,
+            on_epoch=on_epoch,
+            seconds_per_step=solo["seconds_per_step"],
         )
-    recorder.close()
-
-    record = {
-        "variant": variant_name,
-        "seed": seed,
-        "settings": variant.model_dump(),
-        "batch_size": batch_size,
-        "steps_per_epoch": steps_per_epoch,
-        "n_train": len(train[1]),
-        "epochs_planned": study.train.epochs,
-        "epochs_run": len(recorder.history),
-        "diverged": recorder.diverged_epoch is not None,
-        "diverged_epoch": recorder.diverged_epoch,
-        "train_seconds": recorder.history[-1]["seconds"] if recorder.history else 0.0,
-        "optimizer_state_bytes": state_bytes(optimizer),
-        "peak_memory_bytes": memory.peak_bytes,
-        "memory_kind": memory.kind,
-        "history": recorder.history,
-    }
-    return model, record
+    for live, result in zip(lives, results, strict=True):
+        live.summary["diverged"] = result.record["diverged"]
+        live.end()
+        result.record.update(
+            seconds_per_step=solo["seconds_per_step"],
+            peak_memory_bytes=solo["peak_memory_bytes"],
+            memory_kind=solo["memory_kind"],
+        )
+    return results
 
 
-class EpochRecorder(keras.callbacks.Callback):
-    """Per epoch: losses, accuracies, learning rate and cumulative training seconds, to DVCLive too.
-
-    Seconds count the optimizer's steps only: the clock pauses while Keras scores the validation split.
-    The first epoch also pays for XLA's compilation (about a second), as any real run does.
-
-    A loss that turns NaN or infinite stops the run at once and marks the epoch it happened in: one
-    diverged variant must not crash the study, and the weights after that point mean nothing.
-    """
-
-    def __init__(self, live_dir: Path, progress=None):
-        super().__init__()
-        self.live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
-        self.progress = progress
-        self.history: list[dict] = []
-        self.diverged_epoch: int | None = None
-        self._seconds = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.perf_counter()
-        self._paused = False
-
-    def on_train_batch_end(self, batch, logs=None):
-        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
-            self.model.stop_training = True
-
-    def on_test_begin(self, logs=None):
-        if not self._paused:  # validation starts: stop the clock for this epoch
-            self._seconds += time.perf_counter() - self._epoch_start
-            self._paused = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self._paused:
-            self._seconds += time.perf_counter() - self._epoch_start
-        logs = logs or {}
-        row = {
-            "epoch": epoch + 1,
-            "loss": _finite_or_none(logs.get("loss")),
-            "accuracy": _finite_or_none(logs.get("accuracy")),
-            "val_loss": _finite_or_none(logs.get("val_loss")),
-            "val_accuracy": _finite_or_none(logs.get("val_accuracy")),
-            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-            "seconds": round(self._seconds, 4),
-        }
-        if row["loss"] is None and self.diverged_epoch is None:
-            self.diverged_epoch = epoch + 1
-            self.model.stop_training = True
-        self.history.append(row)
-        for name, value in row.items():
-            if name != "epoch" and value is not None:
-                self.live.log_metric(_live_name(name), value, plot=True)
-        self.live.next_step()
-        if self.progress is not None:
-            self.progress.update(1)
-
-    def close(self):
-        if self.progress is not None and self.diverged_epoch is not None:
-            # A diverged run ends early: count its skipped epochs so the bar's total stays right.
-            self.progress.update(self.params["epochs"] - len(self.history))
-        self.live.summary["diverged"] = self.diverged_epoch is not None
-        self.live.end()
+def log_epoch(live: Live, row: dict) -> None:
+    """DVCLive's layout: train/loss, val/accuracy, ... so that DVC's plots group them."""
+    for name, value in row.items():
+        if name != "epoch" and value is not None:
+            live.log_metric(_live_name(name), value, plot=True)
+    live.next_step()
 
 
 def _live_name(name: str) -> str:
-    """DVCLive's layout: train/loss, val/accuracy, ... so DVC's plots group them."""
     if name.startswith("val_"):
         return f"val/{name[4:]}"
-    return name if name in ("learning_rate", "seconds") else f"train/{name}"
-
-
-def _finite_or_none(value) -> float | None:
-    if value is None:
-        return None
-    value = float(np.asarray(value))
-    return value if math.isfinite(value) else None
+    return name if name in ("learning_rate", "seconds", "steps") else f"train/{name}"

@@ -27,7 +27,7 @@ def tiny_params(mirror: Path, expected: dict) -> dict:
     raw["data"]["sources"] = [str(mirror)]
     raw["data"]["expected"] = expected
     raw["prepare"].update(validation_size=500)
-    raw["train"].update(epochs=2, seeds=[0], steps_per_execution=32)
+    raw["train"].update(epochs=2, seeds=[0])
     raw["variants"] = {
         "mbgd": raw["variants"]["mbgd"],
         "adam": raw["variants"]["adam"],

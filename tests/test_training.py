@@ -33,7 +33,7 @@ def workspace(tmp_path) -> Path:
     raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
     raw["data"]["expected"] = expected
     raw["prepare"]["validation_size"] = 400
-    raw["train"].update(epochs=2, steps_per_execution=16)
+    raw["train"]["epochs"] = 2
     raw["variants"] = {"adam": raw["variants"]["adam"], "exploding": EXPLODING}
     set_params(tmp_path, raw)
     return tmp_path

@@ -1,0 +1,365 @@
+"""Train a group of runs as one compiled program: the runs of one variant, stacked along a `members` axis.
+
+Why: under `model.fit`, a run of this small network spends most of each step outside its arithmetic
+(a step at batch 1 is about 0.3 MFLOP). Here a group of runs that share an optimizer variant and a
+batch size (its seeds, and later its learning-rate grid) trains as one XLA-compiled TensorFlow program:
+a `tf.while_loop` runs a whole epoch of steps without returning to Python, and every step advances
+every member. benchmarks/bench_training.py measures the gain against plain and compiled fit.
+
+How the stacking works:
+- Weights. Every weight gets a leading `members` axis. Member i starts from exactly the weights
+  `build_model` gives after `keras.utils.set_random_seed(seed_i)`, as the per-run trainer starts
+  (Dense: glorot_uniform kernel, zero bias), and one batched matmul (`einsum`) per layer computes every
+  member's layer at once. Kernels are stored [members, out, in] and biases [members, 1, units]: with
+  each output's weights contiguous, XLA's CPU matrix-vector product (batch 1) takes about 5 µs instead
+  of about 100 µs with Keras' [in, out]. `MemberResult.model` is each member as a plain Keras model.
+- Data. Member i shuffles the training split every epoch with its own `numpy.random.default_rng(seed_i)`
+  (`epoch_orders`); a step gathers each member's batch, images [members, batch, 784]. A member's
+  initial weights, data order and learning rate depend on its own seed and settings only, never on
+  its group or its position in it.
+- Optimizer. One Keras optimizer, built from the variant's params as `build_optimizer` builds it,
+  updates the stacked weights. Every optimizer in the study updates each weight element by element,
+  so this is exactly one optimizer per member. Its learning rate is a `MemberLearningRates` schedule
+  that returns a [members, 1, 1] tensor (each member's rate, times the variant's decay when it has
+  one, in optimizer steps): it broadcasts over the member's slice of every weight.
+- Loss. What is differentiated is the sum over members of each member's mean loss over its batch, so
+  member i's gradient is exactly its own run's gradient: members share no arithmetic.
+- Divergence. A member whose loss turns NaN or infinite is marked diverged at that step; from then on
+  its gradients are replaced by zeros (`tf.where`), its history ends with that epoch (loss None, as the
+  per-run trainer writes NaN) and the others train on unchanged.
+
+Batches follow `model.fit`: ceil(n / batch) steps per epoch (`Study.steps_per_epoch`), the last batch
+smaller when the batch does not divide the split. That batch is padded to the batch size, so that one
+compiled program runs every step; its padding weighs nothing in the loss, the gradient or the
+metrics. An epoch's loss and accuracy are means over its images (fit weighs each batch by its size);
+validation is scored after every epoch, for all members at once. A `full` batch takes the whole split
+at every step: its order then changes only the rounding of a sum, so every member reads the split in
+place rather than gathering a [members, n, 784] copy. Memory is then the activations, [members, n,
+units] a layer: 5 members on 50,000 images need a few hundred MB. Other batches gather [members,
+batch, 784] floats per step.
+"""
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from study.errors import StudyError
+from study.model import build_model
+from study.params import Study
+from study.runtime import PeakMemory
+from study.variants import NOT_OPTIMIZER_ARGUMENTS, OPTIMIZERS, learning_rate
+
+SCORE_BYTES = 64 << 20  # the largest layer's activations per chunk when scoring a split
+
+
+@dataclass
+class MemberResult:
+    """One run of a group: its trained Keras model and its record (the fields `train_run` writes)."""
+
+    seed: int
+    learning_rate: float
+    model: keras.Sequential
+    record: dict
+
+
+class MemberLearningRates(keras.optimizers.schedules.LearningRateSchedule):
+    """Each member's learning rate, as a [members, 1, 1] tensor: its own rate times the variant's decay."""
+
+    def __init__(self, rates, decay: keras.optimizers.schedules.LearningRateSchedule | None = None):
+        self.rates = np.asarray(rates, dtype=np.float32).reshape(-1, 1, 1)
+        self.decay = decay  # the variant's schedule started from 1: the factor its decay has reached
+
+    def __call__(self, step):
+        rates = tf.constant(self.rates)
+        return rates if self.decay is None else rates * self.decay(step)
+
+    def get_config(self):
+        return {"rates": self.rates.ravel().tolist(), "decay": self.decay}
+
+
+def epoch_orders(seed: int, n: int) -> Iterator[np.ndarray]:
+    """A member's order of the n training images, a new permutation each epoch, from its seed alone."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield rng.permutation(n).astype(np.int32)
+
+
+def train_group(
+    study: Study,
+    variant_name: str,
+    seeds: list[int],
+    train,
+    validation,
+    learning_rates: list[float] | None = None,
+    on_epoch: Callable[[int, list[dict | None]], None] | None = None,
+    seconds_per_step: float | None = None,
+) -> list[MemberResult]:
+    """Train one run of `variant_name` per seed, as one stacked program; return them in the seeds' order.
+
+    `learning_rates`: one per seed (a seed may repeat with another rate); the variant's own when None.
+    `on_epoch(epoch, rows)`: called after every epoch with each member's history row, None for a member
+    that diverged in an earlier epoch (a progress bar over runs x epochs advances by len(rows)).
+    `seconds_per_step`: what a step costs one run alone (`measure_solo`); history's seconds are then
+    steps x that, one run's honest time. Without it they are the group's wall-clock training time.
+    """
+    group = StackedGroup(study, variant_name, seeds, learning_rates)
+    x, y = _training_tensors(study, train)
+    validation_chunks = _chunks(validation, group.size, study.model)
+    orders = [epoch_orders(seed, group.n_train) for seed in seeds]
+    histories: list[list[dict]] = [[] for _ in seeds]
+    diverged_epoch: list[int | None] = [None] * group.size
+    wall_seconds, wall_by_epoch = 0.0, []
+    for epoch in range(1, study.train.epochs + 1):
+        alive_before = group.alive.copy()
+        start = time.perf_counter()
+        loss_sum, correct = group.train_steps(x, y, *group.batches(np.stack([next(o) for o in orders])))
+        wall_seconds += time.perf_counter() - start
+        wall_by_epoch.append(round(wall_seconds, 4))
+        val_loss, val_accuracy = group.score(*validation_chunks)
+        rates = group.learning_rates()
+        steps = epoch * group.steps_per_epoch
+        seconds = wall_seconds if seconds_per_step is None else steps * seconds_per_step
+        rows: list[dict | None] = []
+        for i in range(group.size):
+            if not alive_before[i]:
+                rows.append(None)
+                continue
+            finite = bool(group.alive[i])
+            if not finite:
+                diverged_epoch[i] = epoch
+            row = {
+                "epoch": epoch,
+                "loss": float(loss_sum[i]) / group.n_train if finite else None,
+                "accuracy": float(correct[i]) / group.n_train if finite else None,
+                "val_loss": float(val_loss[i]) if finite else None,
+                "val_accuracy": float(val_accuracy[i]) if finite else None,
+                "learning_rate": float(rates[i]),
+                "seconds": round(seconds, 4),
+                "steps": steps,
+            }
+            histories[i].append(row)
+            rows.append(row)
+        if on_epoch is not None:
+            on_epoch(epoch, rows)
+
+    variant = study.variant(variant_name)
+    return [
+        MemberResult(
+            seed,
+            group.rates[i],
+            group.export(i),
+            {
+                "variant": variant_name,
+                "seed": seed,
+                "settings": variant.model_dump() | {"learning_rate": group.rates[i]},
+                "batch_size": group.batch_size,
+                "steps_per_epoch": group.steps_per_epoch,
+                "n_train": group.n_train,
+                "epochs_planned": study.train.epochs,
+                "epochs_run": len(histories[i]),
+                "diverged": diverged_epoch[i] is not None,
+                "diverged_epoch": diverged_epoch[i],
+                "train_seconds": histories[i][-1]["seconds"],
+                "optimizer_state_bytes": group.optimizer_state_bytes(),
+                "group_size": group.size,
+                "group_epoch_seconds": wall_by_epoch,  # the group's own clock, whatever `seconds` says
+                "history": histories[i],
+            },
+        )
+        for i, seed in enumerate(seeds)
+    ]
+
+
+def measure_solo(study: Study, variant_name: str, train, steps: int | None = None, repeats: int = 5) -> dict:
+    """What a step of the variant costs one run on its own: a group of 1, compiled, after a warm-up.
+
+    The median over `repeats` timed chunks of `steps` steps (default: an epoch's, at most 500), and the
+    peak memory above the start (`PeakMemory`) of setting the run up, compiling it and running it.
+    """
+    with PeakMemory() as memory:
+        group = StackedGroup(study, variant_name, seeds=[0])
+        x, y = _training_tensors(study, train)
+        steps = steps or min(group.steps_per_epoch, 500)
+        order = next(epoch_orders(0, group.n_train))
+        chunk = group.batches(np.resize(order, (1, steps * group.batch_size)))
+        group.train_steps(x, y, *chunk)  # warm-up: tracing and XLA compilation
+        chunk_seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            group.train_steps(x, y, *chunk)
+            chunk_seconds.append(time.perf_counter() - start)
+    return {
+        "seconds_per_step": float(np.median(chunk_seconds)) / steps,
+        "peak_memory_bytes": memory.peak_bytes,
+        "memory_kind": memory.kind,
+        "steps_timed": steps * repeats,
+    }
+
+
+class StackedGroup:
+    """The stacked weights, the one optimizer over them, and the compiled step and scoring loops."""
+
+    def __init__(self, study: Study, variant_name: str, seeds: list[int], learning_rates=None):
+        variant = study.variant(variant_name)
+        self.size = len(seeds)
+        self.n_train = study.n_train
+        self.batch_size = study.batch_size(variant_name)
+        self.steps_per_epoch = study.steps_per_epoch(variant_name)
+        self.full_batch = self.batch_size >= self.n_train
+        self.rates = [float(rate) for rate in (learning_rates or [variant.learning_rate] * self.size)]
+        if len(self.rates) != self.size:
+            raise StudyError(f"{len(self.rates)} learning rates for {self.size} seeds: give one per seed")
+
+        # Member i starts where the per-run trainer starts from seed i.
+        self.models = []
+        for seed in seeds:
+            keras.utils.set_random_seed(seed)
+            self.models.append(build_model(study.model))
+        dense = [layer for layer in self.models[0].layers if isinstance(layer, keras.layers.Dense)]
+        self.activations = [layer.activation for layer in dense[:-1]] + [None]  # softmax: in the loss
+        self.weights = [
+            keras.Variable(_stack([model.get_weights()[j] for model in self.models]), name=f"stacked_{j}")
+            for j in range(2 * len(dense))
+        ]
+
+        # The variant's optimizer as build_optimizer makes it, with one learning rate per member.
+        decay = learning_rate(variant.model_copy(update={"learning_rate": 1.0}), self.steps_per_epoch)
+        schedule = MemberLearningRates(self.rates, None if isinstance(decay, float) else decay)
+        settings = variant.model_dump(exclude=NOT_OPTIMIZER_ARGUMENTS)
+        self.optimizer = OPTIMIZERS[variant.optimizer](learning_rate=schedule, **settings)
+        self.optimizer.build(self.weights)
+        self.alive = np.ones(self.size, dtype=bool)
+        # One compiled program each per group (the group's variables are part of it).
+        self._compiled_steps = tf.function(self._steps, jit_compile=study.train.jit_compile)
+        self._compiled_score = tf.function(self._score, jit_compile=study.train.jit_compile)
+
+    def logits(self, x):
+        """x: each member's own images [members, batch, 784], or images all members share [batch, 784]."""
+        h = x
+        for j, activation in enumerate(self.activations):
+            kernel, bias = self.weights[2 * j], self.weights[2 * j + 1]
+            h = tf.einsum("mbi,moi->mbo" if len(h.shape) == 3 else "bi,moi->mbo", h, kernel) + bias
+            if activation is not None:
+                h = activation(h)
+        return h
+
+    def batches(self, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's image order [members, k] as the step loop takes it: indices [steps, members,
+        batch], and how many of each step's images are real (the last batch may be padded)."""
+        members, k = orders.shape
+        steps = -(-k // self.batch_size)
+        padded = np.zeros((members, steps * self.batch_size), np.int32)
+        padded[:, :k] = orders
+        indices = padded.reshape(members, steps, self.batch_size).transpose(1, 0, 2)
+        counts = np.minimum(self.batch_size, k - self.batch_size * np.arange(steps)).astype(np.int32)
+        return np.ascontiguousarray(indices), counts
+
+    def train_steps(self, x, y, indices: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the steps that `batches` describes; return each member's summed loss and correct answers."""
+        alive, loss_sum, correct = self._compiled_steps(x, y, indices, counts, self.alive)
+        self.alive = alive.numpy()
+        return loss_sum.numpy(), correct.numpy()
+
+    def _steps(self, x, y, indices, counts, alive):
+        def step(i, alive, loss_sum, correct):
+            if self.full_batch:  # every member takes the whole split, read in place
+                images, labels = x, tf.broadcast_to(y, [self.size, self.batch_size])
+            else:
+                images, labels = tf.gather(x, indices[i]), tf.gather(y, indices[i])
+            real = tf.cast(tf.range(self.batch_size) < counts[i], tf.float32)  # 0 on a last batch's padding
+            with tf.GradientTape() as tape:
+                logits = self.logits(images)
+                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits) * real
+                member_loss = tf.reduce_sum(losses, axis=1) / tf.cast(counts[i], tf.float32)
+                total = tf.reduce_sum(member_loss)  # member i's gradient: its own mean loss's gradient
+            gradients = tape.gradient(total, self.weights)
+            alive = alive & tf.math.is_finite(member_loss)
+            keep = alive[:, None, None]
+            self.optimizer.apply([tf.where(keep, g, tf.zeros_like(g)) for g in gradients], self.weights)
+            hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+            loss_sum += tf.where(alive, tf.reduce_sum(losses, axis=1), 0.0)
+            correct += tf.reduce_sum(hits * real, axis=1)
+            return i + 1, alive, loss_sum, correct
+
+        zeros = tf.zeros([self.size])
+        steps = tf.shape(counts)[0]
+        _, alive, loss_sum, correct = tf.while_loop(
+            lambda i, *_: i < steps, step, (tf.constant(0), alive, zeros, zeros)
+        )
+        return alive, loss_sum, correct
+
+    def score(self, x, y, weight) -> tuple[np.ndarray, np.ndarray]:
+        """Every member's mean loss and accuracy over a split given as padded chunks (`_chunks`)."""
+        loss_sum, correct = self._compiled_score(x, y, weight)
+        n = float(np.sum(weight))
+        return loss_sum.numpy() / n, correct.numpy() / n
+
+    def _score(self, x, y, weight):
+        def chunk(i, loss_sum, correct):
+            logits = self.logits(x[i])
+            labels = tf.broadcast_to(y[i], tf.shape(logits)[:2])
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+            return (
+                i + 1,
+                loss_sum + tf.reduce_sum(losses * weight[i], 1),
+                correct + tf.reduce_sum(hits * weight[i], 1),
+            )
+
+        zeros = tf.zeros([self.size])
+        chunks = tf.shape(x)[0]
+        _, loss_sum, correct = tf.while_loop(lambda i, *_: i < chunks, chunk, (tf.constant(0), zeros, zeros))
+        return loss_sum, correct
+
+    def learning_rates(self) -> np.ndarray:
+        """Each member's learning rate now (after the steps run so far), as the per-run trainer logs it."""
+        return np.asarray(self.optimizer.learning_rate).reshape(-1)
+
+    def optimizer_state_bytes(self) -> int:
+        """One member's share of the optimizer's per-weight state (slot variables), as `state_bytes`."""
+        slots = [v for v in self.optimizer.variables if len(v.shape) > 0]
+        return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in slots) // self.size
+
+    def export(self, i: int) -> keras.Sequential:
+        """Member i as the plain Keras model (uncompiled) that `build_model` makes, with its weights."""
+        slices = [w.numpy()[i] for w in self.weights]  # kernels [out, in], biases [1, units]
+        model = self.models[i]
+        model.set_weights([w.T if j % 2 == 0 else w[0] for j, w in enumerate(slices)])
+        return model
+
+
+def _stack(weights: list[np.ndarray]) -> np.ndarray:
+    """The members' copies of one Keras weight: kernels [in, out] -> [members, out, in], biases
+    [units] -> [members, 1, units]."""
+    return np.stack([w.T if w.ndim == 2 else w[None] for w in weights])
+
+
+def _training_tensors(study: Study, split) -> tuple[tf.Tensor, tf.Tensor]:
+    x, y = split
+    if len(y) != study.n_train:
+        raise StudyError(
+            f"the training split holds {len(y)} images, params.yaml says {study.n_train}: "
+            "run `dvc repro prepare` to rewrite it"
+        )
+    return tf.constant(x.reshape(len(x), -1), tf.float32), tf.constant(y, tf.int32)
+
+
+def _chunks(split, members: int, spec) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """A split as [chunks, rows, 784] images, labels and weights (0 on the last chunk's padding)."""
+    x, y = split
+    n = len(y)
+    rows = max(1, min(n, SCORE_BYTES // (4 * members * max(*spec.hidden_units, 10))))
+    chunks = -(-n // rows)
+    pad = chunks * rows - n
+    images = np.concatenate([x.reshape(n, -1), np.zeros((pad, x[0].size), np.float32)])
+    labels = np.concatenate([y.astype(np.int32), np.zeros(pad, np.int32)])
+    weight = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    return (
+        tf.constant(images.reshape(chunks, rows, -1)),
+        tf.constant(labels.reshape(chunks, rows)),
+        tf.constant(weight.reshape(chunks, rows)),
+    )

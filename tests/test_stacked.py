@@ -1,0 +1,224 @@
+"""The stacked trainer does each run's own Keras math: a member trains as alone, and as plain Keras would.
+
+Small learnable data (tests/fake_mnist.py's digits), 500 training images: a batch of 32 leaves a last,
+smaller batch of 20, as model.fit would.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ruamel.yaml import YAML
+
+from study import params
+from study.model import build_model
+from study.stacked import epoch_orders, measure_solo, train_group
+from study.variants import build_optimizer
+from tests.fake_mnist import make_fake_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+N_TRAIN = 500
+WEIGHTS = 1e-5  # group vs. one at a time: the same program, only the number of members differs
+KERAS = 1e-4  # vs. a plain Keras model: the same math, summed in another order
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "mnist.npz"
+    make_fake_mnist(path, n_train=N_TRAIN, n_test=100, seed=3)
+    arrays = np.load(path)
+    scale = lambda x: (x / 255).astype(np.float32)  # noqa: E731
+    return (scale(arrays["x_train"]), arrays["y_train"]), (scale(arrays["x_test"]), arrays["y_test"])
+
+
+def make_study(epochs: int, **variants) -> params.Study:
+    """params.yaml on 500 images for `epochs` epochs; keyword arguments add or replace variants."""
+    raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
+    raw["prepare"]["train_size"] = N_TRAIN
+    raw["train"]["epochs"] = epochs
+    raw["variants"].update(variants)
+    return params.validate(raw)
+
+
+EPOCHS = 16
+STUDY = make_study(EPOCHS)  # 256 steps at batch 32 (each epoch's last on 20 images), 8,000 at batch 1
+
+
+@pytest.fixture(scope="module")
+def run(splits):
+    """train_group on the test data, each distinct group trained once per module: tests share results."""
+    cache = {}
+
+    def run(variant: str, seeds: tuple[int, ...], learning_rates: tuple[float, ...] | None = None):
+        key = (variant, seeds, learning_rates)
+        if key not in cache:
+            rates = list(learning_rates) if learning_rates else None
+            cache[key] = train_group(STUDY, variant, list(seeds), *splits, learning_rates=rates)
+        return cache[key]
+
+    return run
+
+
+def weights(result) -> list[np.ndarray]:
+    return result.model.get_weights()
+
+
+def assert_same_run(actual, expected, tolerance=WEIGHTS):
+    for a, e in zip(weights(actual), weights(expected), strict=True):
+        np.testing.assert_allclose(a, e, rtol=tolerance, atol=tolerance)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        got = [row[key] for row in actual.record["history"]]
+        want = [row[key] for row in expected.record["history"]]
+        np.testing.assert_allclose(
+            np.array(got, float), np.array(want, float), rtol=tolerance, atol=tolerance
+        )
+    assert actual.record["diverged"] == expected.record["diverged"]
+
+
+# Every optimizer family (sgd at batch 1, with momentum, with Nesterov's, adam, rmsprop, adagrad), a
+# schedule, and the full batch.
+@pytest.mark.parametrize(
+    "variant", ["sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad", "mbgd_exponential", "bgd"]
+)
+def test_a_member_of_a_group_trains_as_it_would_alone(run, variant):
+    group, alone = run(variant, (7, 1, 2)), run(variant, (1,))[0]
+    assert_same_run(group[1], alone)
+    history = group[1].record["history"]
+    steps_per_epoch = STUDY.steps_per_epoch(variant)
+    assert [row["steps"] for row in history] == [epoch * steps_per_epoch for epoch in range(1, EPOCHS + 1)]
+    # Members differ: each has its own initial weights and data order.
+    assert not np.allclose(weights(group[0])[0], weights(group[1])[0])
+    assert group[0].record["history"][0]["loss"] != history[0]["loss"]
+
+
+def test_a_members_result_does_not_depend_on_its_group_or_position(run):
+    first_of_two = run("adam", (1, 5))[0]
+    second_of_three = run("adam", (7, 1, 2))[1]
+    assert_same_run(first_of_two, second_of_three)
+    assert_same_run(first_of_two, run("adam", (1,))[0])
+
+
+def keras_reference(study, name, seed, train, epochs, learning_rate=None):
+    """The same run in plain Keras: build_model, build_optimizer, a GradientTape loop over the same batches.
+
+    Returns the model and each epoch's mean training loss (per image, as fit's metric averages it).
+    """
+    variant = study.variant(name)
+    if learning_rate is not None:
+        variant = variant.model_copy(update={"learning_rate": learning_rate})
+    keras.utils.set_random_seed(seed)
+    model = build_model(study.model)
+    optimizer = build_optimizer(variant, study.steps_per_epoch(name))
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    x, y = train
+    batch, orders = study.batch_size(name), epoch_orders(seed, len(y))
+    epoch_losses = []
+    for _ in range(epochs):
+        order, total = next(orders), 0.0
+        for start in range(0, len(y), batch):
+            images, labels = x[order[start : start + batch]], y[order[start : start + batch]]
+            with tf.GradientTape() as tape:
+                loss = loss_fn(labels, model(images))
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+            total += float(loss) * len(labels)
+        epoch_losses.append(total / len(y))
+    return model, epoch_losses
+
+
+NESTEROV_COSINE = {  # SGD with Nesterov momentum and a cosine schedule: two features in one run
+    "optimizer": "sgd",
+    "batch_size": 32,
+    "learning_rate": 0.05,
+    "momentum": 0.9,
+    "nesterov": True,
+    "schedule": {"name": "cosine", "decay_epochs": 2},
+}
+
+
+@pytest.mark.parametrize("variant", ["adam", "nesterov_cosine"])
+def test_a_member_does_the_math_of_a_plain_keras_model(splits, variant):
+    study = make_study(epochs=2, nesterov_cosine=NESTEROV_COSINE)  # 32 steps, 2 of them on 20 images
+    member = train_group(study, variant, [3, 9], *splits)[1]
+    reference, losses = keras_reference(study, variant, 9, splits[0], epochs=2)
+    for got, want in zip(weights(member), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=KERAS, atol=KERAS)
+    np.testing.assert_allclose([row["loss"] for row in member.record["history"]], losses, rtol=KERAS)
+
+
+def test_each_member_trains_with_its_own_learning_rate(run):
+    group = run("mbgd_exponential", (1, 1, 2), (0.05, 0.2, 0.1))
+    assert_same_run(group[1], run("mbgd_exponential", (1,), (0.2,))[0])
+    assert group[1].record["settings"]["learning_rate"] == 0.2
+    rates = [row["learning_rate"] for row in group[1].record["history"]]
+    np.testing.assert_allclose(
+        rates, [0.2 * 0.5**epoch for epoch in range(1, EPOCHS + 1)], rtol=1e-6
+    )  # halves per epoch
+    # The same seed at another rate is another run.
+    assert not np.allclose(weights(group[0])[0], weights(group[1])[0])
+
+
+EXPLODING = 1e10  # SGD's steps overflow float32 within the first epoch
+
+
+def test_a_diverging_member_is_marked_and_does_not_change_the_others(splits, run):
+    rows_per_epoch = []
+    group = train_group(
+        STUDY,
+        "momentum",
+        [1, 2, 3],
+        *splits,
+        learning_rates=[0.01, EXPLODING, 0.02],
+        on_epoch=lambda epoch, rows: rows_per_epoch.append((epoch, rows)),
+    )
+    diverged = group[1].record
+    _, keras_losses = keras_reference(STUDY, "momentum", 2, splits[0], epochs=1, learning_rate=EXPLODING)
+    assert not np.isfinite(keras_losses[0])  # plain Keras sees the same run's loss blow up in epoch 1
+    assert diverged["diverged"] and diverged["diverged_epoch"] == 1 and diverged["epochs_run"] == 1
+    assert diverged["history"][0]["loss"] is None  # as the per-run trainer writes NaN
+    # The others train to the end, exactly as they do without it.
+    without = run("momentum", (1, 3), (0.01, 0.02))
+    assert_same_run(group[0], without[0])
+    assert_same_run(group[2], without[1])
+    assert group[2].record["epochs_run"] == EPOCHS and not group[2].record["diverged"]
+    # One hook call per epoch; the diverged member's row is None after its last epoch.
+    assert [epoch for epoch, _ in rows_per_epoch] == list(range(1, EPOCHS + 1))
+    assert rows_per_epoch[0][1][1] is diverged["history"][0]
+    assert all(rows[1] is None and rows[0] is not None for _, rows in rows_per_epoch[1:])
+
+
+def test_an_exported_member_is_a_keras_model_that_predicts_as_the_member(run, splits, tmp_path):
+    member = run("adam", (1, 5))[1]
+    member.model.save(tmp_path / "seed-5.keras")  # what the train stage saves, the evaluate stage loads
+    loaded = keras.saving.load_model(tmp_path / "seed-5.keras")
+    images, labels = splits[1]
+    probabilities = loaded.predict(images, verbose=0)
+    np.testing.assert_allclose(probabilities, member.model.predict(images, verbose=0))
+    # Scored as the evaluate stage scores it, it is the member the trainer validated.
+    last = member.record["history"][-1]
+    loss = np.mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
+    assert loss == pytest.approx(last["val_loss"], rel=1e-4, abs=1e-6)  # from probabilities, not logits
+    assert np.mean(probabilities.argmax(axis=1) == labels) == pytest.approx(last["val_accuracy"], abs=1e-6)
+
+
+def test_the_record_has_what_the_per_run_trainer_writes(splits):
+    solo_seconds = 0.001
+    record = train_group(STUDY, "adam", [0], *splits, seconds_per_step=solo_seconds)[0].record
+    assert record["variant"] == "adam" and record["seed"] == 0 and record["settings"]["optimizer"] == "adam"
+    assert record["batch_size"] == 32 and record["steps_per_epoch"] == 16 == STUDY.steps_per_epoch("adam")
+    assert record["n_train"] == N_TRAIN and record["epochs_planned"] == record["epochs_run"] == EPOCHS
+    assert record["optimizer_state_bytes"] == 2 * 4 * (784 * 128 + 128 + 128 * 10 + 10)  # Adam's 2 moments
+    history = record["history"]
+    assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
+    assert history[-1]["seconds"] == pytest.approx(EPOCHS * 16 * solo_seconds)  # steps x one run's step time
+    assert record["train_seconds"] == history[-1]["seconds"]
+    assert history[-1]["val_accuracy"] > 0.9  # the fake digits are easy
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_measure_solo_times_one_run_after_warm_up(splits):
+    solo = measure_solo(STUDY, "mbgd", splits[0], steps=20, repeats=3)
+    assert 0 < solo["seconds_per_step"] < 0.1
+    assert solo["peak_memory_bytes"] >= 0 and solo["steps_timed"] == 60
