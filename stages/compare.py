@@ -1,8 +1,11 @@
-"""Put every variant side by side: `python -m stages.compare`.
+"""Put every variant side by side, with its uncertainty: `python -m stages.compare`.
 
-Reads the run records and test scores; writes metrics/summary.json (per variant, for `dvc metrics`),
-metrics/summary.csv (the same table), metrics/runs.csv (one row per variant and seed) and
-plots/curves.csv (every learning curve, for the overlay plots declared in dvc.yaml).
+Reads the run records, test scores, tuning trials and the momentum sweep; writes
+metrics/summary.json (per variant and protocol, each metric's mean over seeds with its 95% interval,
+for `dvc metrics`), metrics/summary.csv (the same, long form), metrics/runs.csv (one row per run),
+metrics/pairwise.csv (paired differences in test accuracy), metrics/tuning.csv and tuning.json (every
+learning rate tried and the tuning protocol), metrics/momentum.csv, and the learning curves in
+plots/curves.csv and plots/momentum_curves.csv.
 """
 
 from pathlib import Path
@@ -14,22 +17,36 @@ from study.errors import StudyError, run_stage
 
 def main() -> None:
     study = params.load()
-    variants, seeds = list(study.variants), study.train.seeds
+    variants, seeds, target = list(study.variants), study.train.seeds, study.compare.target_accuracy
     try:
         records = analysis.read_records(Path("runs"), variants, seeds)
         evaluations = analysis.read_evaluations(Path("metrics/eval"), variants)
+        tuning = analysis.tuning_table(Path("tuning"), variants)
+        momentum_runs, momentum_curves = analysis.momentum_table(Path("sweeps/momentum"), target)
     except FileNotFoundError as missing:
         raise StudyError(
             f"{missing.filename} is missing: run `dvc repro` to train and evaluate first"
         ) from None
 
-    runs = analysis.runs_table(records, evaluations, study.compare.target_accuracy)
-    summary = analysis.summary_table(runs)
-    write_csv("metrics/runs.csv", runs)
-    write_csv("metrics/summary.csv", analysis.with_not_reached(summary))
-    write_json("metrics/summary.json", analysis.summary_json(summary))
+    runs = analysis.runs_table(records, evaluations, target)
+    summary = analysis.summary(runs)
+    write_csv("metrics/runs.csv", analysis.with_not_reached(runs))
+    write_json("metrics/summary.json", summary)
+    write_csv("metrics/summary.csv", analysis.summary_table(summary))
+    write_csv("metrics/pairwise.csv", analysis.pairwise(runs))
+    write_csv("metrics/tuning.csv", tuning)
+    write_json(
+        "metrics/tuning.json",
+        {
+            **study.tune.model_dump(exclude={"storage"}),
+            "metric": "val_accuracy",
+            "ranges": {name: variant.search for name, variant in study.variants.items()},
+        },
+    )
+    write_csv("metrics/momentum.csv", momentum_runs)
     write_csv("plots/curves.csv", analysis.curves_table(records))
-    print(summary[["variant", "test_accuracy", "epochs_to_target", "train_seconds"]].to_string(index=False))
+    write_csv("plots/momentum_curves.csv", momentum_curves)
+    print(analysis.summary_table(summary).query("metric == 'test_accuracy'").round(4).to_string(index=False))
 
 
 def write_csv(path: str, table) -> None:

@@ -1,7 +1,8 @@
 """Score one variant's trained models on the test split: `python -m stages.evaluate <variant>`.
 
-Writes metrics/eval/<variant>.json (test loss and accuracy, per class, per seed and their mean) and
-plots/confusion/<variant>.csv (true and predicted digit of every test image, for DVC's confusion plot).
+Writes metrics/eval/<variant>.json (per protocol: test loss and accuracy, per class, per seed and
+their mean) and plots/confusion/<variant>.csv (true and predicted digit of every test image under
+the tuned protocol, every seed, for DVC's confusion plot).
 """
 
 import sys
@@ -15,6 +16,7 @@ from study import data, params
 from study.atomic import atomic_file, write_json
 from study.errors import StudyError, run_stage
 from study.model import CLASSES
+from study.params import PROTOCOLS
 
 
 def main() -> None:
@@ -25,19 +27,23 @@ def main() -> None:
     study.variant(name)
     x, y = data.load_split("data/prepared", "test")
 
-    seeds, predictions = {}, []
-    for seed in study.train.seeds:
-        model = load_model(Path(f"models/{name}/seed-{seed}.keras"), name)
-        probabilities = model.predict(x, batch_size=2048, verbose=0)
-        predicted = probabilities.argmax(axis=1)
-        seeds[str(seed)] = {
-            "test_accuracy": float(np.mean(predicted == y)),
-            "test_loss": finite_or_none(keras.losses.sparse_categorical_crossentropy(y, probabilities)),
-            "per_class_accuracy": per_class_accuracy(y, predicted),
-        }
-        predictions.append(pd.DataFrame({"seed": seed, "actual": y, "predicted": predicted}))
+    scores, predictions = {}, []
+    for protocol in PROTOCOLS:
+        seeds = {}
+        for seed in study.train.seeds:
+            model = load_model(Path(f"models/{name}/{protocol}/seed-{seed}.keras"), name)
+            probabilities = model.predict(x, batch_size=2048, verbose=0)
+            predicted = probabilities.argmax(axis=1)
+            seeds[str(seed)] = {
+                "test_accuracy": float(np.mean(predicted == y)),
+                "test_loss": finite_or_none(keras.losses.sparse_categorical_crossentropy(y, probabilities)),
+                "per_class_accuracy": per_class_accuracy(y, predicted),
+            }
+            if protocol == "tuned":
+                predictions.append(pd.DataFrame({"seed": seed, "actual": y, "predicted": predicted}))
+        scores[protocol] = {**mean_over_seeds(seeds), "seeds": seeds}
 
-    write_json(f"metrics/eval/{name}.json", {**mean_over_seeds(seeds), "seeds": seeds})
+    write_json(f"metrics/eval/{name}.json", scores)
     with atomic_file(f"plots/confusion/{name}.csv") as tmp:
         pd.concat(predictions).to_csv(tmp, index=False)
 

@@ -22,6 +22,11 @@ INPUTS = {
     "runs_path": "metrics/runs.csv",
     "curves_path": "plots/curves.csv",
     "eval_dir": "metrics/eval",
+    "pairwise_path": "metrics/pairwise.csv",
+    "tuning_path": "metrics/tuning.csv",
+    "tuning_protocol_path": "metrics/tuning.json",
+    "momentum_path": "metrics/momentum.csv",
+    "momentum_curves_path": "plots/momentum_curves.csv",
 }
 
 

@@ -1,23 +1,42 @@
 """How runs are compared: from run records and test scores to the study's tables. Never trains.
 
-Three tables, all long-form pandas frames:
-- runs: one row per (variant, seed) run with its final metrics; the record later comparisons read;
-- curves: one row per (variant, seed, epoch), the learning curves;
-- summary: one row per variant, the mean over its seeds (and how many seeds reached the target).
+Long-form pandas tables, each read by the report and by `dvc metrics` / `dvc plots`:
+- runs: one row per (variant, protocol, seed) run with its final metrics;
+- curves: one row per (variant, protocol, seed, epoch), the learning curves;
+- summary: per variant and protocol, each metric's mean over seeds with its 95% interval;
+- pairwise: per protocol and ordered pair of variants, the paired difference in test accuracy;
+- tuning: every learning rate each variant's tuning tried; momentum: the momentum sweep's runs.
 """
 
 import json
+from itertools import permutations
 from pathlib import Path
 
 import pandas as pd
 
+from study.params import PROTOCOLS
+from study.statistics import describe, paired_difference
+
 NOT_REACHED = "not reached"
+TO_TARGET = ["epochs_to_target", "steps_to_target", "seconds_to_target"]
+SUMMARY_METRICS = [
+    "final_val_accuracy",
+    "best_val_accuracy",
+    "test_accuracy",
+    "test_loss",
+    *TO_TARGET,
+    "train_seconds",
+    "seconds_per_epoch",
+    "optimizer_state_bytes",
+    "peak_memory_bytes",
+]
 
 
 def read_records(runs_dir: Path, variants: list[str], seeds: list[int]) -> list[dict]:
     return [
-        json.loads((runs_dir / variant / f"seed-{seed}" / "record.json").read_text())
+        json.loads((runs_dir / variant / protocol / f"seed-{seed}" / "record.json").read_text())
         for variant in variants
+        for protocol in PROTOCOLS
         for seed in seeds
     ]
 
@@ -38,41 +57,50 @@ def time_to_target(record: dict, target: float) -> dict:
                 "steps_to_target": row["epoch"] * record["steps_per_epoch"],
                 "seconds_to_target": row["seconds"],
             }
-    return {"epochs_to_target": None, "steps_to_target": None, "seconds_to_target": None}
+    return dict.fromkeys(TO_TARGET)
+
+
+def run_row(record: dict, target: float) -> dict:
+    """A run's settings and final metrics, from its record alone (no test split)."""
+    settings = record["settings"]
+    schedule = settings.get("schedule")
+    val_accuracies = [row["val_accuracy"] for row in record["history"] if row["val_accuracy"] is not None]
+    return {
+        "variant": record["variant"],
+        "protocol": record.get("protocol"),
+        "seed": record["seed"],
+        "optimizer": settings["optimizer"],
+        "batch_size": record["batch_size"],
+        "learning_rate": settings["learning_rate"],
+        "momentum": settings.get("momentum"),
+        "nesterov": settings.get("nesterov"),
+        "schedule": schedule["name"] if schedule else None,
+        "epochs_run": record["epochs_run"],
+        "diverged": record["diverged"],
+        "diverged_epoch": record["diverged_epoch"],
+        "final_val_accuracy": record["history"][-1]["val_accuracy"],
+        "best_val_accuracy": max(val_accuracies, default=None),
+        **time_to_target(record, target),
+        "train_seconds": record["train_seconds"],
+        "seconds_per_epoch": record["train_seconds"] / max(record["epochs_run"], 1),
+        "seconds_per_step": record.get("seconds_per_step"),
+        "steps_per_epoch": record["steps_per_epoch"],
+        "optimizer_state_bytes": record["optimizer_state_bytes"],
+        "peak_memory_bytes": record.get("peak_memory_bytes"),
+        "memory_kind": record.get("memory_kind"),
+    }
 
 
 def runs_table(records: list[dict], evaluations: dict[str, dict], target: float) -> pd.DataFrame:
     rows = []
     for record in records:
-        settings = record["settings"]
-        schedule = settings.get("schedule")
-        val_accuracies = [row["val_accuracy"] for row in record["history"] if row["val_accuracy"] is not None]
-        test = evaluations[record["variant"]]["seeds"][str(record["seed"])]
+        test = evaluations[record["variant"]][record["protocol"]]["seeds"][str(record["seed"])]
         environment = record.get("environment", {})
         rows.append(
             {
-                "variant": record["variant"],
-                "seed": record["seed"],
-                "optimizer": settings["optimizer"],
-                "batch_size": record["batch_size"],
-                "learning_rate": settings["learning_rate"],
-                "momentum": settings.get("momentum"),
-                "nesterov": settings.get("nesterov"),
-                "schedule": schedule["name"] if schedule else None,
-                "epochs_run": record["epochs_run"],
-                "diverged": record["diverged"],
-                "diverged_epoch": record["diverged_epoch"],
-                "final_val_accuracy": record["history"][-1]["val_accuracy"],
-                "best_val_accuracy": max(val_accuracies, default=None),
+                **run_row(record, target),
                 "test_accuracy": test["test_accuracy"],
                 "test_loss": test["test_loss"],
-                **time_to_target(record, target),
-                "train_seconds": record["train_seconds"],
-                "seconds_per_epoch": record["train_seconds"] / max(record["epochs_run"], 1),
-                "steps_per_epoch": record["steps_per_epoch"],
-                "optimizer_state_bytes": record["optimizer_state_bytes"],
-                "peak_memory_bytes": record["peak_memory_bytes"],
-                "memory_kind": record["memory_kind"],
                 "device": environment.get("device"),
                 "tensorflow": environment.get("tensorflow"),
                 "keras": environment.get("keras"),
@@ -83,52 +111,73 @@ def runs_table(records: list[dict], evaluations: dict[str, dict], target: float)
 
 
 def curves_table(records: list[dict]) -> pd.DataFrame:
-    rows = [
-        {"variant": r["variant"], "seed": r["seed"], "step": row["epoch"] * r["steps_per_epoch"], **row}
-        for r in records
-        for row in r["history"]
-    ]
+    keys = ("variant", "protocol", "seed", "momentum", "nesterov")
+    rows = [{**{k: r[k] for k in keys if k in r}, **row} for r in records for row in r["history"]]
     return pd.DataFrame(rows)
 
 
-SUMMARY_MEANS = [
-    "final_val_accuracy",
-    "best_val_accuracy",
-    "test_accuracy",
-    "test_loss",
-    "train_seconds",
-    "seconds_per_epoch",
-    "optimizer_state_bytes",
-    "peak_memory_bytes",
-]
-TO_TARGET = ["epochs_to_target", "steps_to_target", "seconds_to_target"]
+def summary(runs: pd.DataFrame) -> dict:
+    """{variant: {protocol: {metric: {mean, std, ci_low, ci_high, n_seeds}, learning_rate, ...}}}."""
+    result: dict = {}
+    for (variant, protocol), group in runs.groupby(["variant", "protocol"], sort=False):
+        stats = {metric: describe(_values(group[metric])) for metric in SUMMARY_METRICS}
+        result.setdefault(variant, {})[protocol] = {
+            **stats,
+            "learning_rate": float(group["learning_rate"].iloc[0]),
+            "batch_size": int(group["batch_size"].iloc[0]),
+            "seeds": len(group),
+            "seeds_reaching_target": int(group["epochs_to_target"].notna().sum()),
+            "seeds_diverged": int(group["diverged"].sum()),
+        }
+    return result
 
 
-def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant: means over seeds; time to target over the seeds that reached it."""
-    grouped = runs.groupby("variant", sort=False)
-    summary = grouped[SUMMARY_MEANS].mean()
-    summary[TO_TARGET] = grouped[TO_TARGET].mean()
-    summary["seeds"] = grouped.size()
-    summary["seeds_reaching_target"] = grouped["epochs_to_target"].count()
-    summary["seeds_diverged"] = grouped["diverged"].sum()
-    summary["batch_size"] = grouped["batch_size"].first()
-    summary["learning_rate"] = grouped["learning_rate"].first()
-    return summary.reset_index()
+def summary_table(summary_json: dict) -> pd.DataFrame:
+    """The summary in long form for people and spreadsheets: one row per variant, protocol, metric."""
+    return pd.DataFrame(
+        [
+            {"variant": variant, "protocol": protocol, "metric": metric, **values}
+            for variant, protocols in summary_json.items()
+            for protocol, metrics in protocols.items()
+            for metric, values in metrics.items()
+            if isinstance(values, dict)
+        ]
+    )
+
+
+def pairwise(runs: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
+    """Every ordered pair of variants, per protocol: the mean over seeds of a − b, paired by seed."""
+    rows = []
+    for protocol, group in runs.groupby("protocol", sort=False):
+        by_seed = group.pivot(index="seed", columns="variant", values=metric)
+        for a, b in permutations(group["variant"].unique(), 2):
+            difference = paired_difference(_values(by_seed[a]), _values(by_seed[b]))
+            rows.append(
+                {"protocol": protocol, "variant_a": a, "variant_b": b, "metric": metric, **difference}
+            )
+    return pd.DataFrame(rows)
+
+
+def tuning_table(tuning_dir: Path, variants: list[str]) -> pd.DataFrame:
+    return pd.concat(
+        [pd.read_csv(tuning_dir / variant / "trials.csv") for variant in variants], ignore_index=True
+    )
+
+
+def momentum_table(sweep_dir: Path, target: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The momentum sweep's runs (validation only) and learning curves."""
+    records = [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/seed-*/record.json"))]
+    runs = pd.DataFrame(
+        [{**run_row(r, target), "momentum": r["momentum"], "nesterov": r["nesterov"]} for r in records]
+    )
+    return runs, curves_table(records)
+
+
+def _values(column: pd.Series) -> list:
+    return [None if pd.isna(v) else float(v) for v in column]
 
 
 def with_not_reached(table: pd.DataFrame) -> pd.DataFrame:
     """The table for people to read: a target never reached says so instead of an empty cell."""
     readable = table.astype({column: object for column in TO_TARGET})
     return readable.fillna({column: NOT_REACHED for column in TO_TARGET})
-
-
-def summary_json(summary: pd.DataFrame) -> dict:
-    """Keyed by variant for `dvc metrics show/diff`; a target never reached is null."""
-    table = summary.set_index("variant").astype(object)
-    table = table.where(pd.notna(table), None)
-    return {variant: _plain(row) for variant, row in table.to_dict(orient="index").items()}
-
-
-def _plain(row: dict) -> dict:
-    return {key: value.item() if hasattr(value, "item") else value for key, value in row.items()}

@@ -2,7 +2,10 @@
 
 import signal
 import sys
+import time
 from collections.abc import Callable
+
+from study import timing
 
 
 class StudyError(Exception):
@@ -19,8 +22,10 @@ def run_stage(main: Callable[[], None]) -> None:
     the stage's cleanup runs and no temporary output outlives it.
     """
     signal.signal(signal.SIGTERM, _interrupt)
+    started = time.time()
     try:
         main()
+        timing.report(started)
     except StudyError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

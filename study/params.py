@@ -15,6 +15,9 @@ from ruamel.yaml import YAML, YAMLError
 from study.errors import StudyError
 
 PARAMS_FILE = "params.yaml"
+# Every variant trains under both: at its own learning rate from params.yaml, and at the rate the
+# tune stage chose for it on the validation split with the same budget as every other variant.
+PROTOCOLS = ("defaults", "tuned")
 
 
 class Strict(BaseModel):
@@ -97,9 +100,17 @@ BatchSize = PositiveInt | Literal["full"]
 class VariantBase(Strict):
     batch_size: BatchSize
     learning_rate: LearningRate
+    search: Annotated[list[LearningRate], Field(min_length=2, max_length=2)]
     schedule: Schedule | None = None
 
     _finite_lr = field_validator("learning_rate")(_finite)
+
+    @field_validator("search")
+    @classmethod
+    def _increasing(cls, search: list[float]) -> list[float]:
+        if not search[0] < search[1] or not all(map(math.isfinite, search)):
+            raise ValueError("must be [low, high] with 0 < low < high")
+        return search
 
 
 class SGDVariant(VariantBase):
@@ -142,6 +153,19 @@ Variant = Annotated[
 VARIANT_NAME = r"^[a-z][a-z0-9_]*$"
 
 
+class Tune(Strict):
+    points: Annotated[int, Field(ge=2)]
+    epochs: PositiveInt
+    seed: Annotated[int, Field(ge=0)]
+    storage: str | None = None
+
+
+class MomentumSweep(Strict):
+    momenta: list[Annotated[float, Field(ge=0, lt=1)]] = Field(min_length=1)
+    learning_rate: LearningRate
+    batch_size: PositiveInt
+
+
 class Compare(Strict):
     target_accuracy: Annotated[float, Field(gt=0, le=1)]
 
@@ -151,6 +175,8 @@ class Study(Strict):
     prepare: Prepare
     model: Model
     train: Train
+    tune: Tune
+    momentum_sweep: MomentumSweep
     variants: dict[Annotated[str, Field(pattern=VARIANT_NAME)], Variant] = Field(min_length=1)
     compare: Compare
 
@@ -169,6 +195,12 @@ class Study(Strict):
                 self.prepare.validation_size,
                 f"leaves no training data: must be less than the {self.data.expected.n_train} "
                 "training images",
+            )
+        if self.momentum_sweep.batch_size > self.n_train:
+            raise _KeyError(
+                "momentum_sweep.batch_size",
+                self.momentum_sweep.batch_size,
+                f"is larger than the training split ({self.n_train} images)",
             )
         for name, variant in self.variants.items():
             if variant.batch_size != "full" and variant.batch_size > self.n_train:

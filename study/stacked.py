@@ -47,6 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from study import timing
 from study.errors import StudyError
 from study.model import build_model
 from study.params import Study
@@ -88,6 +89,7 @@ def epoch_orders(seed: int, n: int) -> Iterator[np.ndarray]:
         yield rng.permutation(n).astype(np.int32)
 
 
+@timing.training()
 def train_group(
     study: Study,
     variant_name: str,
@@ -174,6 +176,7 @@ def train_group(
     ]
 
 
+@timing.training()
 def measure_solo(study: Study, variant_name: str, train, steps: int | None = None, repeats: int = 5) -> dict:
     """What a step of the variant costs one run on its own: a group of 1, compiled, after a warm-up.
 

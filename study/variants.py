@@ -14,7 +14,7 @@ OPTIMIZERS = {
     "rmsprop": keras.optimizers.RMSprop,
     "adagrad": keras.optimizers.Adagrad,
 }
-NOT_OPTIMIZER_ARGUMENTS = {"optimizer", "batch_size", "learning_rate", "schedule"}
+NOT_OPTIMIZER_ARGUMENTS = {"optimizer", "batch_size", "learning_rate", "search", "schedule"}
 
 
 def learning_rate(variant, steps_per_epoch: int):

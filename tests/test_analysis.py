@@ -2,7 +2,6 @@
 
 import json
 
-import pandas as pd
 import pytest
 
 from study import analysis
@@ -25,6 +24,7 @@ def make_record(
     ]
     return {
         "variant": variant,
+        "protocol": "tuned",
         "seed": seed,
         "settings": {
             "optimizer": "sgd",
@@ -46,9 +46,13 @@ def make_record(
     }
 
 
-def evaluation(*accuracies):
+def evaluation(**protocols):
+    """{protocol: [test accuracy per seed]} in the format of metrics/eval/<variant>.json."""
     return {
-        "seeds": {str(seed): {"test_accuracy": a, "test_loss": 0.1} for seed, a in enumerate(accuracies)},
+        protocol: {
+            "seeds": {str(seed): {"test_accuracy": a, "test_loss": 0.1} for seed, a in enumerate(accuracies)}
+        }
+        for protocol, accuracies in protocols.items()
     }
 
 
@@ -66,35 +70,65 @@ def test_a_target_never_reached_is_none():
     assert analysis.time_to_target(record, 0.97)["epochs_to_target"] is None
 
 
-def test_summary_means_over_seeds_and_counts_those_reaching_the_target():
+def study_runs():
     records = [
         make_record("fast", 0, [0.97, 0.98]),
         make_record("fast", 1, [0.96, 0.98]),
+        make_record("fast", 2, [0.97, 0.99]),
         make_record("slow", 0, [0.5, 0.6]),
-        make_record("slow", 1, [0.5, None], diverged_epoch=2),
+        make_record("slow", 1, [0.5, 0.6]),
+        make_record("slow", 2, [0.5, None], diverged_epoch=2),
     ]
-    runs = analysis.runs_table(records, {"fast": evaluation(0.97, 0.99), "slow": evaluation(0.5, 0.1)}, 0.97)
-    assert len(runs) == 4
-    summary = analysis.summary_table(runs).set_index("variant")
-    assert summary.loc["fast", "test_accuracy"] == pytest.approx(0.98)
-    assert summary.loc["fast", "epochs_to_target"] == pytest.approx(1.5)
-    assert summary.loc["fast", "seeds_reaching_target"] == 2
-    assert summary.loc["fast", "peak_memory_bytes"] == pytest.approx(1500)
-    assert summary.loc["slow", "seeds_reaching_target"] == 0
-    assert summary.loc["slow", "seeds_diverged"] == 1
-    assert pd.isna(summary.loc["slow", "epochs_to_target"])
+    evaluations = {"fast": evaluation(tuned=[0.97, 0.98, 0.99]), "slow": evaluation(tuned=[0.5, 0.6, 0.1])}
+    return analysis.runs_table(records, evaluations, 0.97)
 
 
-def test_summary_json_is_strict_json_with_null_for_not_reached():
-    records = [make_record("slow", 0, [0.5, 0.6])]
-    runs = analysis.runs_table(records, {"slow": evaluation(0.5)}, 0.97)
-    summary = analysis.summary_json(analysis.summary_table(runs))
-    text = json.dumps(summary, allow_nan=False)
-    assert json.loads(text)["slow"]["epochs_to_target"] is None
-    assert summary["slow"]["seeds"] == 1
+def test_summary_gives_each_metric_a_mean_and_interval_over_seeds():
+    runs = study_runs()
+    assert len(runs) == 6 and set(runs["protocol"]) == {"tuned"}
+    summary = analysis.summary(runs)
+    accuracy = summary["fast"]["tuned"]["test_accuracy"]
+    assert accuracy["mean"] == pytest.approx(0.98) and accuracy["n_seeds"] == 3
+    assert accuracy["ci_low"] < 0.98 < accuracy["ci_high"]
+    assert summary["fast"]["tuned"]["epochs_to_target"]["mean"] == pytest.approx(4 / 3)
+    assert summary["fast"]["tuned"]["seeds_reaching_target"] == 3
+    assert summary["slow"]["tuned"]["seeds_reaching_target"] == 0
+    assert summary["slow"]["tuned"]["seeds_diverged"] == 1
+    assert summary["slow"]["tuned"]["epochs_to_target"] == {
+        "mean": None,
+        "std": None,
+        "ci_low": None,
+        "ci_high": None,
+        "n_seeds": 0,
+    }
+    json.dumps(summary, allow_nan=False)  # strict JSON, for dvc metrics
 
 
-def test_curves_hold_one_row_per_epoch_with_optimizer_steps():
+def test_pairwise_compares_every_ordered_pair_seed_by_seed():
+    pairs = analysis.pairwise(study_runs()).set_index(["variant_a", "variant_b"])
+    assert len(pairs) == 2
+    fast_vs_slow = pairs.loc[("fast", "slow")]
+    assert fast_vs_slow["mean"] == pytest.approx((0.47 + 0.38 + 0.89) / 3)
+    assert fast_vs_slow["share_a_better"] == 1.0
+    assert pairs.loc[("slow", "fast"), "mean"] == pytest.approx(-fast_vs_slow["mean"])
+
+
+def test_the_summary_table_is_long_form():
+    table = analysis.summary_table(analysis.summary(study_runs()))
+    assert set(table.columns) == {
+        "variant",
+        "protocol",
+        "metric",
+        "mean",
+        "std",
+        "ci_low",
+        "ci_high",
+        "n_seeds",
+    }
+    assert len(table) == 2 * len(analysis.SUMMARY_METRICS)
+
+
+def test_curves_hold_one_row_per_epoch():
     curves = analysis.curves_table([make_record("a", 0, [0.1, 0.2, 0.3], steps_per_epoch=7)])
-    assert curves["step"].tolist() == [7, 14, 21]
-    assert set(curves.columns) >= {"variant", "seed", "epoch", "seconds", "val_accuracy", "learning_rate"}
+    assert curves["epoch"].tolist() == [1, 2, 3]
+    assert set(curves.columns) >= {"variant", "protocol", "seed", "epoch", "seconds", "val_accuracy"}

@@ -169,3 +169,23 @@ def test_invalid_yaml_is_one_line(tmp_path):
     with pytest.raises(StudyError, match="not valid YAML") as error:
         params.load(tmp_path / "params.yaml")
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda r: r["variants"]["adam"].update(search=[1.0, 1.0e-4]),
+            "variants.adam.search = [1.0, 0.0001]",
+        ),
+        (lambda r: r["variants"]["adam"].update(search=[0.0, 1.0]), "variants.adam.search.0 = 0.0"),
+        (lambda r: r["variants"]["adam"].update(search=[1.0e-3]), "variants.adam.search = [0.001]"),
+        (lambda r: r["tune"].update(points=1), "tune.points = 1"),
+        (lambda r: r["tune"].update(epochs=0), "tune.epochs = 0"),
+        (lambda r: r["momentum_sweep"].update(momenta=[0.9, 1.0]), "momentum_sweep.momenta.1 = 1.0"),
+        (lambda r: r["momentum_sweep"].update(batch_size=60_000), "momentum_sweep.batch_size = 60000"),
+    ],
+    ids=["search-order", "search-zero", "search-length", "points", "tune-epochs", "momentum", "sweep-batch"],
+)
+def test_tuning_and_sweep_settings_are_checked(change, expected):
+    assert expected in refused(change)

@@ -15,10 +15,12 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests.fake_mnist import make_fake_mnist
+from tests.workspace import EXPLODING
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", "stages", "study", "reports", ".dvc/plots"]
 pytestmark = pytest.mark.slow
+VARIANTS = ("mbgd", "adam", "exploding")
 
 
 def tiny_params(mirror: Path, expected: dict) -> dict:
@@ -27,11 +29,13 @@ def tiny_params(mirror: Path, expected: dict) -> dict:
     raw["data"]["sources"] = [str(mirror)]
     raw["data"]["expected"] = expected
     raw["prepare"].update(validation_size=500)
-    raw["train"].update(epochs=2, seeds=[0])
+    raw["train"].update(epochs=2, seeds=[0, 1])
+    raw["tune"].update(points=3, epochs=1)
+    raw["momentum_sweep"]["momenta"] = [0.0, 0.9]
     raw["variants"] = {
         "mbgd": raw["variants"]["mbgd"],
         "adam": raw["variants"]["adam"],
-        "exploding": {"optimizer": "sgd", "batch_size": 32, "learning_rate": 1.0e6, "momentum": 0.0},
+        "exploding": EXPLODING,
     }
     raw["compare"]["target_accuracy"] = 0.5
     return raw
@@ -85,39 +89,41 @@ def study(tmp_path_factory) -> Path:
 
 def test_repro_runs_every_stage_and_writes_the_report(study):
     ran = ran_stages((study / "first_repro.log").read_text())
-    assert ran == {
-        "download",
-        "prepare",
-        "compare",
-        "report",
-        *(
-            f"{stage}@{variant}"
-            for stage in ("train", "evaluate")
-            for variant in ("mbgd", "adam", "exploding")
-        ),
-    }
+    per_variant = {f"{stage}@{variant}" for stage in ("tune", "train", "evaluate") for variant in VARIANTS}
+    assert ran == {"download", "prepare", "momentum", "compare", "report", *per_variant}
     html = (study / "reports" / "study.html").read_text()
     assert "<html" in html and "exploding" in html
     assert (study / "reports" / "study.ipynb").exists()
 
 
-def test_summary_and_runs_cover_every_variant(study):
+def test_summary_has_both_protocols_with_intervals_over_seeds(study):
     summary = json.loads((study / "metrics" / "summary.json").read_text())
-    assert set(summary) == {"mbgd", "adam", "exploding"}
-    assert summary["adam"]["test_accuracy"] > 0.8  # the fake digits are learnable
+    assert set(summary) == set(VARIANTS)
+    for variant in VARIANTS:
+        assert set(summary[variant]) == {"defaults", "tuned"}
+    accuracy = summary["adam"]["tuned"]["test_accuracy"]
+    assert accuracy["n_seeds"] == 2 and accuracy["mean"] > 0.8  # the fake digits are learnable
+    assert accuracy["ci_low"] <= accuracy["mean"] <= accuracy["ci_high"]
+    tuned_rate = json.loads((study / "tuning" / "adam" / "best.json").read_text())["learning_rate"]
+    assert summary["adam"]["tuned"]["learning_rate"] == tuned_rate
     runs = (study / "metrics" / "runs.csv").read_text().splitlines()
-    assert len(runs) == 1 + 3
-    assert (study / "models" / "adam" / "seed-0.keras").exists()
+    assert len(runs) == 1 + 3 * 2 * 2  # variants x protocols x seeds
+    assert (study / "models" / "adam" / "tuned" / "seed-1.keras").exists()
+    assert len((study / "metrics" / "pairwise.csv").read_text().splitlines()) == 1 + 2 * 3 * 2
+    assert (
+        len((study / "metrics" / "momentum.csv").read_text().splitlines()) == 1 + 3 * 2
+    )  # 0, 0.9, 0.9 Nesterov
 
 
 def test_a_diverged_variant_is_marked_and_the_study_goes_on(study):
-    record = json.loads((study / "runs" / "exploding" / "seed-0" / "record.json").read_text())
+    record = json.loads((study / "runs" / "exploding" / "defaults" / "seed-0" / "record.json").read_text())
     assert record["diverged"] is True
     assert record["diverged_epoch"] == 1
     assert record["epochs_run"] == 1
     summary = json.loads((study / "metrics" / "summary.json").read_text())
-    assert summary["exploding"]["seeds_diverged"] == 1
-    assert summary["exploding"]["epochs_to_target"] is None
+    assert summary["exploding"]["defaults"]["seeds_diverged"] >= 1
+    trials = (study / "metrics" / "tuning.csv").read_text()
+    assert "exploding" in trials and "True" in trials
 
 
 def test_a_second_repro_does_nothing(study):
@@ -128,8 +134,8 @@ def test_a_second_repro_does_nothing(study):
 
 def test_metrics_and_plots_work_with_dvc(study):
     shown = run(["dvc", "metrics", "show"], study)
-    for variant in ("mbgd", "adam", "exploding"):
-        assert f"{variant}.test_accuracy" in shown
+    for variant in VARIANTS:
+        assert f"{variant}.tuned.test_accuracy.mean" in shown
     run(["dvc", "plots", "show", "-o", "dvc_plots"], study)
     assert (study / "dvc_plots" / "index.html").exists()
 
@@ -138,6 +144,15 @@ def test_changing_one_variant_reruns_only_it_and_what_follows(study):
     run(["git", "add", "-A"], study)
     run(["git", "commit", "-qm", "first results"], study)
     output = run(["dvc", "exp", "run", "-S", "variants.adam.learning_rate=0.003"], study)
-    assert ran_stages(output) == {"train@adam", "evaluate@adam", "compare", "report"}
+    assert ran_stages(output) == {"tune@adam", "train@adam", "evaluate@adam", "compare", "report"}
     shown = run(["dvc", "exp", "show", "--no-pager", "--csv"], study)
     assert "variants.adam.learning_rate" in shown and "0.003" in shown
+
+
+def test_changing_one_search_range_retunes_only_that_variant(study):
+    output = run(["dvc", "exp", "run", "-S", "variants.mbgd.search=[0.001,0.1]"], study)
+    ran = ran_stages(output)
+    assert {stage for stage in ran if stage.startswith("tune@")} == {"tune@mbgd"}
+    assert ran == {"tune@mbgd", "train@mbgd", "evaluate@mbgd", "compare", "report"}
+    best = json.loads((study / "tuning" / "mbgd" / "best.json").read_text())
+    assert best["search"] == [0.001, 0.1]

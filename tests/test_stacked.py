@@ -132,6 +132,7 @@ NESTEROV_COSINE = {  # SGD with Nesterov momentum and a cosine schedule: two fea
     "optimizer": "sgd",
     "batch_size": 32,
     "learning_rate": 0.05,
+    "search": [1.0e-4, 1.0],
     "momentum": 0.9,
     "nesterov": True,
     "schedule": {"name": "cosine", "decay_epochs": 2},

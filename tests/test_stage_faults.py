@@ -54,9 +54,9 @@ def test_evaluate_refuses_a_missing_or_foreign_model(workspace):
     data.write_prepared(
         workspace / "data" / "prepared", {"train": (x, y), "validation": (x, y), "test": (x, y)}
     )
-    assert "models/adam/seed-0.keras is missing" in fails(workspace, "stages.evaluate", "adam")
-    (workspace / "models" / "adam").mkdir(parents=True)
-    (workspace / "models" / "adam" / "seed-0.keras").write_text("not a model")
+    assert "models/adam/defaults/seed-0.keras is missing" in fails(workspace, "stages.evaluate", "adam")
+    (workspace / "models" / "adam" / "defaults").mkdir(parents=True)
+    (workspace / "models" / "adam" / "defaults" / "seed-0.keras").write_text("not a model")
     assert "is not a readable Keras model" in fails(workspace, "stages.evaluate", "adam")
     assert not (workspace / "metrics").exists()
 

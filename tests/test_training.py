@@ -1,73 +1,23 @@
 """Training faults and reproducibility, with the real train stage in a subprocess on tiny data."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from ruamel.yaml import YAML
 
 from study import data
-from tests.fake_mnist import make_fake_mnist
-
-ROOT = Path(__file__).resolve().parents[1]
-EXPLODING = {"optimizer": "sgd", "batch_size": 32, "learning_rate": 1.0e6, "momentum": 0.0}
+from tests.workspace import fake_tuning, finish, get_params, make_workspace, record, set_params, stage
 
 
 @pytest.fixture
 def workspace(tmp_path) -> Path:
-    """A folder holding params.yaml (tiny settings) and data/prepared, as after the prepare stage."""
-    expected = make_fake_mnist(tmp_path / "mnist.npz", n_train=2000, n_test=300, seed=1)
-    arrays = np.load(tmp_path / "mnist.npz")
-    scale = lambda x: (x / 255).astype(np.float32)  # noqa: E731
-    train, validation = data.split_train_validation(scale(arrays["x_train"]), arrays["y_train"], 400, 0)
-    data.write_prepared(
-        tmp_path / "data" / "prepared",
-        {"train": train, "validation": validation, "test": (scale(arrays["x_test"]), arrays["y_test"])},
-    )
-    raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
-    raw["data"]["expected"] = expected
-    raw["prepare"]["validation_size"] = 400
-    raw["train"]["epochs"] = 2
-    raw["variants"] = {"adam": raw["variants"]["adam"], "exploding": EXPLODING}
-    set_params(tmp_path, raw)
-    return tmp_path
-
-
-def set_params(folder: Path, raw: dict) -> None:
-    YAML().dump(raw, folder / "params.yaml")
-
-
-def get_params(folder: Path) -> dict:
-    return YAML(typ="safe", pure=True).load((folder / "params.yaml").read_text())
-
-
-def stage(folder: Path, *args: str, **popen) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", *args],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
-    )
-
-
-def finish(process: subprocess.Popen) -> str:
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 0, err[-3000:]
-    return out + err
-
-
-def record(folder: Path, variant: str, seed: int = 0) -> dict:
-    return json.loads((folder / "runs" / variant / f"seed-{seed}" / "record.json").read_text())
+    folder = make_workspace(tmp_path)
+    fake_tuning(folder, "adam", 0.003)
+    fake_tuning(folder, "exploding", 1.0e7)
+    return folder
 
 
 def test_a_diverging_run_stops_early_and_is_marked(workspace):
@@ -77,10 +27,10 @@ def test_a_diverging_run_stops_early_and_is_marked(workspace):
     assert run["diverged_epoch"] == 1 and run["epochs_run"] == 1
     assert run["history"][0]["loss"] is None  # NaN is written as null: JSON has no NaN
     metrics = json.loads((workspace / "metrics" / "train" / "exploding.json").read_text())
-    assert metrics["seeds"]["0"]["diverged"] is True
+    assert metrics["defaults"]["0"]["diverged"] is True and metrics["tuned"]["0"]["diverged"] is True
     # Its evaluation goes on too: a diverged model scores at chance, with no finite loss.
     finish(stage(workspace, "stages.evaluate", "exploding"))
-    scores = json.loads((workspace / "metrics" / "eval" / "exploding.json").read_text())
+    scores = json.loads((workspace / "metrics" / "eval" / "exploding.json").read_text())["defaults"]
     assert scores["test_loss"] is None and scores["test_accuracy"] < 0.3
 
 
@@ -93,7 +43,22 @@ def test_a_diverging_seed_does_not_stop_the_others(workspace):
     # Seed 1 still trains, to its own end: with every unit saturated its loss may stay finite.
     later = record(workspace, "exploding", 1)
     assert later["epochs_run"] == (later["diverged_epoch"] or 2)
-    assert (workspace / "models" / "exploding" / "seed-1.keras").exists()
+    assert (workspace / "models" / "exploding" / "defaults" / "seed-1.keras").exists()
+
+
+def test_both_protocols_train_at_their_own_learning_rates(workspace):
+    finish(stage(workspace, "stages.train", "adam"))
+    assert record(workspace, "adam", protocol="defaults")["settings"]["learning_rate"] == 0.001
+    tuned = record(workspace, "adam", protocol="tuned")
+    assert tuned["settings"]["learning_rate"] == 0.003 and tuned["protocol"] == "tuned"
+    assert tuned["history"][0]["learning_rate"] == pytest.approx(0.003)
+
+
+def test_training_without_tuning_says_which_stage_to_run(workspace):
+    (workspace / "tuning" / "adam" / "best.json").unlink()
+    process = stage(workspace, "stages.train", "adam")
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "dvc repro tune@adam" in err.strip().splitlines()[-1]
 
 
 def test_reruns_give_identical_numbers_and_record_their_environment(workspace):
@@ -121,7 +86,7 @@ def test_an_interrupted_training_leaves_nothing_half_written(workspace, signum):
     raw["train"]["epochs"] = 500  # long enough to be interrupted mid-way
     set_params(workspace, raw)
     process = stage(workspace, "stages.train", "adam")
-    staging = workspace / "runs" / ".adam.tmp" / "seed-0" / "plots"
+    staging = workspace / "runs" / ".adam.tmp" / "defaults" / "seed-0" / "plots"
     deadline = time.monotonic() + 120
     while not staging.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
