@@ -37,10 +37,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="study-bench-") as folder:
         repo = Path(folder)
-        copy_project(repo, args.overrides)
         timings = repo / "timing.jsonl"
         env = {**os.environ, "MNIST_MIRROR": args.mirror, "STUDY_TIMING": str(timings)}
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the stages' python, dvc
+        copy_project(repo, args.overrides, env)
         start = time.perf_counter()
         subprocess.run(["dvc", "repro"], cwd=repo, env=env, check=True)
         wall = time.perf_counter() - start
@@ -51,9 +51,9 @@ def main() -> None:
     print(markdown(result))
 
 
-def copy_project(repo: Path, overrides: list[str]) -> None:
+def copy_project(repo: Path, overrides: list[str], env: dict) -> None:
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(command, cwd=repo, check=True)
+        subprocess.run(command, cwd=repo, env=env, check=True)
     for name in PROJECT:
         source, target = ROOT / name, repo / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +71,14 @@ def copy_project(repo: Path, overrides: list[str]) -> None:
             node = node[part]
         node[last] = YAML(typ="safe").load(value)
     yaml.dump(raw, repo / "params.yaml")
+    # DVCLive wants a commit to attach its experiment to, as in a real clone.
+    identity = {
+        f"GIT_{who}_{what}": value
+        for who in ("AUTHOR", "COMMITTER")
+        for what, value in (("NAME", "bench"), ("EMAIL", "bench@localhost"))
+    }
+    for command in (["git", "add", "-A"], ["git", "commit", "-qm", "benchmark copy"]):
+        subprocess.run(command, cwd=repo, env=env | identity, check=True)
 
 
 def breakdown(wall: float, stages: list[dict], overrides: list[str]) -> dict:

@@ -179,20 +179,9 @@ def write_study(folder: Path, runs: list[Run], tuning=None, momentum=None, targe
     pd.DataFrame(momentum_curves, columns=curve_columns).to_csv(
         folder / "plots/momentum_curves.csv", index=False
     )
-    return {name: str(folder / path) for name, path in INPUTS.items()}
+    return {name: str(folder / path) for name, path in report.INPUTS.items()}
 
 
-INPUTS = {  # what the report stage passes to the template, relative to the project
-    "summary_path": "metrics/summary.json",
-    "runs_path": "metrics/runs.csv",
-    "curves_path": "plots/curves.csv",
-    "eval_dir": "metrics/eval",
-    "pairwise_path": "metrics/pairwise.csv",
-    "tuning_path": "metrics/tuning.csv",
-    "tuning_protocol_path": "metrics/tuning.json",
-    "momentum_path": "metrics/momentum.csv",
-    "momentum_curves_path": "plots/momentum_curves.csv",
-}
 
 
 def _values(series) -> list:
@@ -257,7 +246,6 @@ def project(tmp_path, monkeypatch):
     runs.append(Run("adam", "tuned", 2, [0.95, 0.098], diverged_epoch=2))
     write_study(tmp_path, runs, TUNING, SWEEP)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(report, "INPUTS", INPUTS)
     return tmp_path
 
 
