@@ -48,8 +48,3 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 def write_json(path: str | Path, data) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-
-
-def write_text(path: str | Path, text: str) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(text)

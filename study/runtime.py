@@ -6,7 +6,6 @@ Everything here is recorded next to each run's metrics, so a number can be trace
 import platform
 import sys
 import threading
-import time
 from pathlib import Path
 
 import keras
@@ -39,11 +38,6 @@ def configure_determinism(deterministic: bool) -> bool:
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     return deterministic
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow: weights, data order and dropout all follow from `seed`."""
-    keras.utils.set_random_seed(seed)
 
 
 def environment(device: str, op_determinism: bool, jit_compile: bool) -> dict:
@@ -115,14 +109,3 @@ def _read_hwm() -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-class Stopwatch:
-    def __enter__(self):
-        self._start = time.perf_counter()
-        self.seconds = 0.0
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self._start
-        return False
