@@ -1,16 +1,22 @@
-"""Put every variant side by side, with its uncertainty: `python -m stages.compare`.
+"""Compare every variant, with its uncertainty, and test the primer's claims: `python -m stages.compare`.
 
-Reads the run records, test scores, tuning trials and the momentum sweep; writes
+Reads the run records, test scores, tuning trials, the momentum and batch-size sweeps and the
+landscapes' outcomes; writes
 metrics/summary.json (per variant and protocol, each metric's mean over seeds with its 95% interval,
 for `dvc metrics`), metrics/summary.csv (the same, long form), metrics/runs.csv (one row per run),
 metrics/pairwise.csv (paired differences in test accuracy), metrics/tuning.csv and tuning.json (every
-learning rate tried and the tuning protocol), metrics/momentum.csv, and the learning curves in
-plots/curves.csv and plots/momentum_curves.csv.
+learning rate tried and the tuning protocol), metrics/momentum.csv, the batch-size sweep in
+metrics/batch_size.csv and .json, the learning curves in plots/curves.csv, plots/momentum_curves.csv
+and plots/batch_size_curves.csv, and the claims: metrics/claims.json (each claim with its verdict and
+the numbers that decided it, study/claims.py) and metrics/verdicts.json (the verdicts alone, for
+`dvc metrics diff` and `dvc exp show`).
 """
 
 from pathlib import Path
 
-from study import analysis, params
+import pandas as pd
+
+from study import analysis, claims, params
 from study.atomic import atomic_file, write_json
 from study.errors import StudyError, run_stage
 
@@ -23,6 +29,10 @@ def main() -> None:
         evaluations = analysis.read_evaluations(Path("metrics/eval"), variants)
         tuning = analysis.tuning_table(Path("tuning"), variants)
         momentum_runs, momentum_curves = analysis.momentum_table(Path("sweeps/momentum"), target)
+        batch_runs, batch_curves = analysis.batch_table(
+            Path("sweeps/batch_size"), study.batch_sweep.target_accuracy
+        )
+        landscapes = pd.read_csv("metrics/landscapes.csv")
     except FileNotFoundError as missing:
         raise StudyError(
             f"{missing.filename} is missing: run `dvc repro` to train and evaluate first"
@@ -44,9 +54,28 @@ def main() -> None:
         },
     )
     write_csv("metrics/momentum.csv", momentum_runs)
-    write_csv("plots/curves.csv", analysis.curves_table(records))
+    curves = analysis.curves_table(records)
+    write_csv("plots/curves.csv", curves)
     write_csv("plots/momentum_curves.csv", momentum_curves)
+    write_csv("metrics/batch_size.csv", analysis.with_not_reached(batch_runs))
+    write_json("metrics/batch_size.json", analysis.batch_summary(batch_runs))
+    write_csv("plots/batch_size_curves.csv", batch_curves)
+
+    evidence = claims.Evidence(
+        runs=runs,
+        curves=curves,
+        batch_runs=batch_runs,
+        batch_curves=batch_curves,
+        momentum_runs=momentum_runs,
+        tuning=tuning,
+        landscapes=landscapes,
+    )
+    verdicts = claims.evaluate(evidence)
+    write_json("metrics/claims.json", verdicts)
+    write_json("metrics/verdicts.json", {c["id"]: c["verdict"] for c in verdicts})
     print(analysis.summary_table(summary).query("metric == 'test_accuracy'").round(4).to_string(index=False))
+    for claim in verdicts:
+        print(f"{claim['id']:>18}: {claim['verdict']}")
 
 
 def write_csv(path: str, table) -> None:

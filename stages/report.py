@@ -27,6 +27,11 @@ INPUTS = {
     "tuning_protocol_path": "metrics/tuning.json",
     "momentum_path": "metrics/momentum.csv",
     "momentum_curves_path": "plots/momentum_curves.csv",
+    "claims_path": "metrics/claims.json",
+    "batch_runs_path": "metrics/batch_size.csv",
+    "batch_curves_path": "plots/batch_size_curves.csv",
+    "landscapes_path": "metrics/landscapes.csv",
+    "trajectories_path": "plots/landscapes/trajectories.csv",
 }
 
 

@@ -5,7 +5,8 @@ Long-form pandas tables, each read by the report and by `dvc metrics` / `dvc plo
 - curves: one row per (variant, protocol, seed, epoch), the learning curves;
 - summary: per variant and protocol, each metric's mean over seeds with its 95% interval;
 - pairwise: per protocol and ordered pair of variants, the paired difference in test accuracy;
-- tuning: every learning rate each variant's tuning tried; momentum: the momentum sweep's runs.
+- tuning: every learning rate each variant's tuning tried; momentum: the momentum sweep's runs;
+- batch size: the batch-size sweep's runs and their validation scores at log-spaced steps.
 """
 
 import json
@@ -171,6 +172,46 @@ def momentum_table(sweep_dir: Path, target: float) -> tuple[pd.DataFrame, pd.Dat
         [{**run_row(r, target), "momentum": r["momentum"], "nesterov": r["nesterov"]} for r in records]
     )
     return runs, curves_table(records)
+
+
+def batch_table(sweep_dir: Path, target: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The batch-size sweep's runs and every validation score they took (checkpoints and epoch ends).
+
+    Epochs, steps and seconds to `target` are read from all the scores, not only the epochs' ends.
+    """
+    records = [json.loads(path.read_text()) for path in sweep_dir.glob("*/seed-*/record.json")]
+    records.sort(key=lambda r: (r["batch_size"], r["seed"]))
+    runs, curves = [], []
+    for r in records:
+        scores = r["checkpoints"]
+        reached = next((row for row in scores if row["val_accuracy"] >= target), None)
+        to_target = [reached[k] if reached else None for k in ("epoch", "step", "seconds")]
+        runs.append(
+            {
+                "batch_label": r["batch_label"],
+                **run_row(r, target),
+                **dict(zip(TO_TARGET, to_target, strict=True)),
+                "target_accuracy": target,
+            }
+        )
+        curves += [
+            {"batch_label": r["batch_label"], "batch_size": r["batch_size"], "seed": r["seed"], **row}
+            for row in scores
+        ]
+    return pd.DataFrame(runs), pd.DataFrame(curves)
+
+
+def batch_summary(runs: pd.DataFrame) -> dict:
+    """Per batch size: each metric's mean over seeds with its 95% interval (for `dvc metrics`)."""
+    metrics = ["final_val_accuracy", *TO_TARGET, "seconds_per_epoch", "seconds_per_step", "peak_memory_bytes"]
+    return {
+        f"batch-{label}": {
+            **{metric: describe(_values(group[metric])) for metric in metrics},
+            "seeds_reaching_target": int(group["steps_to_target"].notna().sum()),
+            "seeds": len(group),
+        }
+        for label, group in runs.groupby("batch_label", sort=False)
+    }
 
 
 def _values(column: pd.Series) -> list:

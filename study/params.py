@@ -166,6 +166,42 @@ class MomentumSweep(Strict):
     batch_size: PositiveInt
 
 
+class BatchSweep(Strict):
+    batch_sizes: list[BatchSize] = Field(min_length=2)
+    learning_rate: LearningRate
+    target_accuracy: Annotated[float, Field(gt=0, le=1)]
+    points_per_decade: Annotated[int, Field(ge=1, le=10)]
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _distinct(cls, sizes: list) -> list:
+        if len(set(sizes)) != len(sizes):
+            raise ValueError("must not repeat a batch size")
+        return sizes
+
+
+# The 2-D test functions study/landscapes.py defines, by name.
+LANDSCAPES = ("bowl", "two_wells", "rastrigin", "rosenbrock", "saddle")
+
+
+class Landscapes(Strict):
+    functions: list[Literal[LANDSCAPES]] = Field(min_length=1)
+    starts: PositiveInt
+    seed: Annotated[int, Field(ge=0)]
+    steps: PositiveInt
+    tolerance: Annotated[float, Field(gt=0)]
+    learning_rate_scale: Annotated[float, Field(gt=0)]
+    trajectories: Annotated[int, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(set(self.functions)) != len(self.functions):
+            raise ValueError("functions: must not repeat a function")
+        if self.trajectories > self.starts:
+            raise ValueError(f"trajectories = {self.trajectories}: must be at most starts ({self.starts})")
+        return self
+
+
 class Compare(Strict):
     target_accuracy: Annotated[float, Field(gt=0, le=1)]
 
@@ -177,6 +213,8 @@ class Study(Strict):
     train: Train
     tune: Tune
     momentum_sweep: MomentumSweep
+    batch_sweep: BatchSweep
+    landscapes: Landscapes
     variants: dict[Annotated[str, Field(pattern=VARIANT_NAME)], Variant] = Field(min_length=1)
     compare: Compare
 
@@ -209,6 +247,13 @@ class Study(Strict):
                     variant.batch_size,
                     f"is larger than the training split ({self.n_train} images): "
                     f"use at most {self.n_train}, or `full`",
+                )
+        for size in self.batch_sweep.batch_sizes:
+            if size != "full" and size > self.n_train:
+                raise _KeyError(
+                    "batch_sweep.batch_sizes",
+                    self.batch_sweep.batch_sizes,
+                    f"{size} is larger than the training split ({self.n_train} images)",
                 )
         return self
 

@@ -3,6 +3,9 @@
 Everything here is recorded next to each run's metrics, so a number can be traced to what made it.
 """
 
+import contextlib
+import ctypes
+import gc
 import platform
 import sys
 import threading
@@ -69,6 +72,8 @@ class PeakMemory:
             tf.config.experimental.reset_memory_stats("GPU:0")
             self._start = tf.config.experimental.get_memory_info("GPU:0")["current"]
             return self
+        gc.collect()
+        _release_freed_memory()
         self._start = psutil.Process().memory_info().rss
         self._hwm = _reset_hwm()
         if not self._hwm:
@@ -94,6 +99,13 @@ class PeakMemory:
         process = psutil.Process()
         while not self._stop.wait(0.005):
             self._sampled = max(self._sampled, process.memory_info().rss)
+
+
+def _release_freed_memory() -> None:
+    """Hand memory that earlier work freed back to the OS (glibc's malloc_trim): otherwise a later
+    measurement reuses it without raising RSS and reads as using nothing."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to hand back this way
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _reset_hwm() -> bool:

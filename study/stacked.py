@@ -39,8 +39,9 @@ units] a layer: 5 members on 50,000 images need a few hundred MB. Other batches 
 batch, 784] floats per step.
 """
 
+import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -99,6 +100,7 @@ def train_group(
     learning_rates: list[float] | None = None,
     on_epoch: Callable[[int, list[dict | None]], None] | None = None,
     seconds_per_step: float | None = None,
+    checkpoints: Sequence[int] = (),
 ) -> list[MemberResult]:
     """Train one run of `variant_name` per seed, as one stacked program; return them in the seeds' order.
 
@@ -107,21 +109,44 @@ def train_group(
     that diverged in an earlier epoch (a progress bar over runs x epochs advances by len(rows)).
     `seconds_per_step`: what a step costs one run alone (`measure_solo`); history's seconds are then
     steps x that, one run's honest time. Without it they are the group's wall-clock training time.
+    `checkpoints`: optimizer steps (counted from the start of the run) after which validation is also
+    scored inside an epoch; each record's `checkpoints` then lists every score, these and the epochs'.
     """
     group = StackedGroup(study, variant_name, seeds, learning_rates)
     x, y = _training_tensors(study, train)
     validation_chunks = _chunks(validation, group.size, study.model)
     orders = [epoch_orders(seed, group.n_train) for seed in seeds]
     histories: list[list[dict]] = [[] for _ in seeds]
+    scored: list[list[dict]] = [[] for _ in seeds]
     diverged_epoch: list[int | None] = [None] * group.size
     wall_seconds, wall_by_epoch = 0.0, []
     for epoch in range(1, study.train.epochs + 1):
         alive_before = group.alive.copy()
-        start = time.perf_counter()
-        loss_sum, correct = group.train_steps(x, y, *group.batches(np.stack([next(o) for o in orders])))
-        wall_seconds += time.perf_counter() - start
+        indices, counts = group.batches(np.stack([next(o) for o in orders]))
+        done = (epoch - 1) * group.steps_per_epoch
+        stops = sorted({s - done for s in checkpoints if done < s < done + group.steps_per_epoch})
+        loss_sum, correct, first = np.zeros(group.size), np.zeros(group.size), 0
+        for stop in [*stops, group.steps_per_epoch]:
+            start = time.perf_counter()
+            losses, hits = group.train_steps(x, y, indices, counts, first, stop)
+            wall_seconds += time.perf_counter() - start
+            loss_sum, correct, first = loss_sum + losses, correct + hits, stop
+            if checkpoints:
+                val_loss, val_accuracy = group.score(*validation_chunks)
+                seconds = wall_seconds if seconds_per_step is None else (done + stop) * seconds_per_step
+                for i in np.flatnonzero(group.alive):
+                    scored[i].append(
+                        {
+                            "step": done + stop,
+                            "epoch": round((done + stop) / group.steps_per_epoch, 6),
+                            "seconds": round(seconds, 6),
+                            "val_loss": float(val_loss[i]),
+                            "val_accuracy": float(val_accuracy[i]),
+                        }
+                    )
         wall_by_epoch.append(round(wall_seconds, 4))
-        val_loss, val_accuracy = group.score(*validation_chunks)
+        if not checkpoints:
+            val_loss, val_accuracy = group.score(*validation_chunks)
         rates = group.learning_rates()
         steps = epoch * group.steps_per_epoch
         seconds = wall_seconds if seconds_per_step is None else steps * seconds_per_step
@@ -170,7 +195,8 @@ def train_group(
                 "group_size": group.size,
                 "group_epoch_seconds": wall_by_epoch,  # the group's own clock, whatever `seconds` says
                 "history": histories[i],
-            },
+            }
+            | ({"checkpoints": scored[i]} if checkpoints else {}),
         )
         for i, seed in enumerate(seeds)
     ]
@@ -183,9 +209,10 @@ def measure_solo(study: Study, variant_name: str, train, steps: int | None = Non
     The median over `repeats` timed chunks of `steps` steps (default: an epoch's, at most 500), and the
     peak memory above the start (`PeakMemory`) of setting the run up, compiling it and running it.
     """
+    x, y = _training_tensors(study, train)  # the data: loaded before training, the same for every run
+    _warm_up_xla()
     with PeakMemory() as memory:
         group = StackedGroup(study, variant_name, seeds=[0])
-        x, y = _training_tensors(study, train)
         steps = steps or min(group.steps_per_epoch, 500)
         order = next(epoch_orders(0, group.n_train))
         chunk = group.batches(np.resize(order, (1, steps * group.batch_size)))
@@ -201,6 +228,13 @@ def measure_solo(study: Study, variant_name: str, train, steps: int | None = Non
         "memory_kind": memory.kind,
         "steps_timed": steps * repeats,
     }
+
+
+@functools.cache
+def _warm_up_xla() -> None:
+    """Compile and run one tiny XLA program, so that the compiler's one-time start-up (a few hundred MB
+    of the process) is not counted as the memory of whichever run is measured first."""
+    tf.function(lambda a: tf.reduce_sum(tf.nn.relu(a @ a)), jit_compile=True)(tf.ones([8, 8]))
 
 
 class StackedGroup:
@@ -261,13 +295,20 @@ class StackedGroup:
         counts = np.minimum(self.batch_size, k - self.batch_size * np.arange(steps)).astype(np.int32)
         return np.ascontiguousarray(indices), counts
 
-    def train_steps(self, x, y, indices: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run the steps that `batches` describes; return each member's summed loss and correct answers."""
-        alive, loss_sum, correct = self._compiled_steps(x, y, indices, counts, self.alive)
+    def train_steps(
+        self, x, y, indices: np.ndarray, counts: np.ndarray, first: int = 0, stop: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run steps [first, stop) of those `batches` describes (all by default); return each member's
+        summed loss and correct answers over them. The bounds are tensors, not shapes: one compiled
+        program serves every part of an epoch."""
+        stop = len(counts) if stop is None else stop
+        alive, loss_sum, correct = self._compiled_steps(
+            x, y, indices, counts, self.alive, tf.constant(first), tf.constant(stop)
+        )
         self.alive = alive.numpy()
         return loss_sum.numpy(), correct.numpy()
 
-    def _steps(self, x, y, indices, counts, alive):
+    def _steps(self, x, y, indices, counts, alive, first, stop):
         def step(i, alive, loss_sum, correct):
             if self.full_batch:  # every member takes the whole split, read in place
                 images, labels = x, tf.broadcast_to(y, [self.size, self.batch_size])
@@ -289,10 +330,8 @@ class StackedGroup:
             return i + 1, alive, loss_sum, correct
 
         zeros = tf.zeros([self.size])
-        steps = tf.shape(counts)[0]
-        _, alive, loss_sum, correct = tf.while_loop(
-            lambda i, *_: i < steps, step, (tf.constant(0), alive, zeros, zeros)
-        )
+        state = (first, alive, zeros, zeros)
+        _, alive, loss_sum, correct = tf.while_loop(lambda i, *_: i < stop, step, state)
         return alive, loss_sum, correct
 
     def score(self, x, y, weight) -> tuple[np.ndarray, np.ndarray]:

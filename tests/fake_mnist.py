@@ -45,6 +45,7 @@ def write_params(folder, expected: dict, sources: list[str], validation_size: in
     study = yaml.load(PARAMS.read_text())
     study["data"].update(sources=sources, expected=expected)
     study["prepare"].update(validation_size=validation_size or expected["n_train"] // 6)
+    study["batch_sweep"]["batch_sizes"] = [1, 32, "full"]
     path = Path(folder) / "params.yaml"
     yaml.dump(study, path)
     return path

@@ -189,3 +189,20 @@ def test_invalid_yaml_is_one_line(tmp_path):
 )
 def test_tuning_and_sweep_settings_are_checked(change, expected):
     assert expected in refused(change)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: r["batch_sweep"].update(batch_sizes=[1, 1]), "batch_sweep.batch_sizes = [1, 1]: must not"),
+        (lambda r: r["batch_sweep"].update(batch_sizes=[1, 50_001]), "50001 is larger than the training"),
+        (lambda r: r["batch_sweep"].update(batch_sizes=[1, "half"]), "batch_sweep.batch_sizes.1 = 'half'"),
+        (lambda r: r["batch_sweep"].update(points_per_decade=0), "batch_sweep.points_per_decade = 0"),
+        (lambda r: r["landscapes"].update(functions=["himmelblau"]), "landscapes.functions.0 = 'himmelblau'"),
+        (lambda r: r["landscapes"].update(functions=["saddle", "saddle"]), "must not repeat a function"),
+        (lambda r: r["landscapes"].update(trajectories=201), "trajectories = 201: must be at most starts"),
+        (lambda r: r["landscapes"].update(learning_rate_scale=0), "landscapes.learning_rate_scale = 0"),
+    ],
+)
+def test_sweep_and_landscape_settings_are_checked(change, expected):
+    assert expected in refused(change)

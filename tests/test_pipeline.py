@@ -32,6 +32,8 @@ def tiny_params(mirror: Path, expected: dict) -> dict:
     raw["train"].update(epochs=2, seeds=[0, 1])
     raw["tune"].update(points=3, epochs=1)
     raw["momentum_sweep"]["momenta"] = [0.0, 0.9]
+    raw["batch_sweep"]["batch_sizes"] = [1, 32, "full"]
+    raw["landscapes"].update(functions=["two_wells", "saddle"], starts=8, steps=100, trajectories=1)
     raw["variants"] = {
         "mbgd": raw["variants"]["mbgd"],
         "adam": raw["variants"]["adam"],
@@ -90,9 +92,19 @@ def study(tmp_path_factory) -> Path:
 def test_repro_runs_every_stage_and_writes_the_report(study):
     ran = ran_stages((study / "first_repro.log").read_text())
     per_variant = {f"{stage}@{variant}" for stage in ("tune", "train", "evaluate") for variant in VARIANTS}
-    assert ran == {"download", "prepare", "momentum", "compare", "report", *per_variant}
+    assert ran == {
+        "download",
+        "prepare",
+        "momentum",
+        "batch_sweep",
+        "landscapes",
+        "compare",
+        "report",
+        *per_variant,
+    }
     html = (study / "reports" / "study.html").read_text()
     assert "<html" in html and "exploding" in html
+    assert html.index("The primer's claims, tested") < html.index(">Setup<")  # the report opens with it
     assert (study / "reports" / "study.ipynb").exists()
 
 
@@ -113,6 +125,22 @@ def test_summary_has_both_protocols_with_intervals_over_seeds(study):
     assert (
         len((study / "metrics" / "momentum.csv").read_text().splitlines()) == 1 + 3 * 2
     )  # 0, 0.9, 0.9 Nesterov
+
+
+def test_the_claims_are_tested_from_the_sweeps_and_the_landscapes(study):
+    found = json.loads((study / "metrics" / "claims.json").read_text())
+    assert len(found) == 8
+    for claim in found:
+        assert set(claim) >= {"id", "claim", "verdict", "evidence"}
+        assert claim["verdict"] in ("supported", "contradicted", "depends")
+    batch = next(c for c in found if c["id"] == "batch_tradeoffs")
+    assert any(t["test"] == "batch 1 vs batch full, per epoch" for t in batch["evidence"]["tests"])
+    verdicts = json.loads((study / "metrics" / "verdicts.json").read_text())
+    assert verdicts == {c["id"]: c["verdict"] for c in found}
+    sweep = (study / "metrics" / "batch_size.csv").read_text().splitlines()
+    assert len(sweep) == 1 + 3 * 2  # batch sizes x seeds
+    landscapes = (study / "metrics" / "landscapes.csv").read_text().splitlines()
+    assert len(landscapes) == 1 + 2 * 3 * 8  # functions x variants x starts
 
 
 def test_a_diverged_variant_is_marked_and_the_study_goes_on(study):
@@ -136,6 +164,7 @@ def test_metrics_and_plots_work_with_dvc(study):
     shown = run(["dvc", "metrics", "show"], study)
     for variant in VARIANTS:
         assert f"{variant}.tuned.test_accuracy.mean" in shown
+    assert "optimal_momentum" in shown  # the verdicts are DVC metrics too
     run(["dvc", "plots", "show", "-o", "dvc_plots"], study)
     assert (study / "dvc_plots" / "index.html").exists()
 
@@ -144,7 +173,15 @@ def test_changing_one_variant_reruns_only_it_and_what_follows(study):
     run(["git", "add", "-A"], study)
     run(["git", "commit", "-qm", "first results"], study)
     output = run(["dvc", "exp", "run", "-S", "variants.adam.learning_rate=0.003"], study)
-    assert ran_stages(output) == {"tune@adam", "train@adam", "evaluate@adam", "compare", "report"}
+    # landscapes runs every variant's optimizer, so it follows any variant's change
+    assert ran_stages(output) == {
+        "tune@adam",
+        "train@adam",
+        "evaluate@adam",
+        "landscapes",
+        "compare",
+        "report",
+    }
     shown = run(["dvc", "exp", "show", "--no-pager", "--csv"], study)
     assert "variants.adam.learning_rate" in shown and "0.003" in shown
 
@@ -153,6 +190,6 @@ def test_changing_one_search_range_retunes_only_that_variant(study):
     output = run(["dvc", "exp", "run", "-S", "variants.mbgd.search=[0.001,0.1]"], study)
     ran = ran_stages(output)
     assert {stage for stage in ran if stage.startswith("tune@")} == {"tune@mbgd"}
-    assert ran == {"tune@mbgd", "train@mbgd", "evaluate@mbgd", "compare", "report"}
+    assert ran == {"tune@mbgd", "train@mbgd", "evaluate@mbgd", "landscapes", "compare", "report"}
     best = json.loads((study / "tuning" / "mbgd" / "best.json").read_text())
     assert best["search"] == [0.001, 0.1]

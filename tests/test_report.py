@@ -6,6 +6,7 @@ metrics/tuning.csv and tuning.json, metrics/momentum.csv, plots/momentum_curves.
 so that the report is tested on exactly what it reads and nothing else.
 """
 
+import inspect
 import json
 import shutil
 import warnings
@@ -20,6 +21,7 @@ import pytest
 from reports import comparisons, figures, findings, sensitivity, tradeoffs
 from reports import results as results_module
 from stages import report
+from study import claims
 from study.errors import StudyError
 from study.statistics import describe, paired_difference
 
@@ -179,9 +181,87 @@ def write_study(folder: Path, runs: list[Run], tuning=None, momentum=None, targe
     pd.DataFrame(momentum_curves, columns=curve_columns).to_csv(
         folder / "plots/momentum_curves.csv", index=False
     )
+    write_sweep_landscapes_and_claims(folder, table, pd.DataFrame(curve_rows))
     return {name: str(folder / path) for name, path in report.INPUTS.items()}
 
 
+BATCH_SIZES = {  # label: (accuracy after one epoch, steps per epoch, seconds per step, peak memory)
+    "1": (0.95, 3000, 3e-5, 70 * MIB),
+    "32": (0.90, 94, 2e-4, 80 * MIB),
+    "full": (0.15, 1, 0.1, 190 * MIB),
+}
+
+
+def write_sweep_and_landscape_tables(folder: Path) -> tuple[pd.DataFrame, ...]:
+    """The batch-size sweep (3 sizes, 3 seeds, 2 epochs) and two landscapes, as compare and the
+    landscapes stage write them."""
+    batch_runs, batch_curves = [], []
+    for label, (first, per_epoch, per_step, peak) in BATCH_SIZES.items():
+        for seed in range(3):
+            steps = sorted({1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, per_epoch, 2 * per_epoch} - {0})
+            steps = [x for x in steps if x <= 2 * per_epoch]
+            for step in steps:
+                epoch = step / per_epoch
+                batch_curves.append(
+                    {"batch_label": label, "batch_size": per_epoch, "seed": seed, "step": step,
+                     "epoch": epoch, "seconds": step * per_step, "val_loss": 1.0,
+                     "val_accuracy": min(0.99, 0.1 + (first - 0.1) * min(epoch, 1) + 0.02 * max(epoch - 1, 0)
+                                         + seed / 1000)}
+                )  # fmt: skip
+            final = batch_curves[-1]["val_accuracy"]
+            reached = next((c for c in batch_curves[-len(steps) :] if c["val_accuracy"] >= 0.9), None)
+            batch_runs.append(
+                {"batch_label": label, "seed": seed, "final_val_accuracy": final, "epochs_run": 2,
+                 "epochs_to_target": reached and reached["epoch"],
+                 "steps_to_target": reached and reached["step"],
+                 "seconds_to_target": reached and reached["seconds"],
+                 "seconds_per_epoch": per_epoch * per_step, "seconds_per_step": per_step,
+                 "peak_memory_bytes": peak + seed, "target_accuracy": 0.9}
+            )  # fmt: skip
+    batch_runs, batch_curves = pd.DataFrame(batch_runs), pd.DataFrame(batch_curves)
+    batch_runs.to_csv(folder / "metrics/batch_size.csv", index=False)
+    batch_curves.to_csv(folder / "plots/batch_size_curves.csv", index=False)
+
+    outcomes, paths = [], []
+    for function, minimum in (("two_wells", (-1.04, 0.0)), ("saddle", (0.0, 1.0))):
+        for variant in ("mbgd", "momentum", "adam"):
+            for start in range(10):
+                x0, y0 = -2 + 0.4 * start, 0.5
+                reached = start < 5 or (variant == "momentum" and start % 2 == 0)
+                end = minimum if reached else (0.96, 0.0)
+                outcomes.append(
+                    {"function": function, "variant": variant, "start": start, "x0": x0, "y0": y0,
+                     "final_x": end[0], "final_y": end[1], "final_value": 0.0, "reached_global": reached,
+                     "steps_to_tolerance": 20 + start if reached else None, "diverged": False,
+                     "learning_rate": 0.1}
+                )  # fmt: skip
+                if start == 0:
+                    paths += [
+                        {"function": function, "variant": variant, "start": 0, "step": k,
+                         "x": x0 + (end[0] - x0) * k / 10, "y": y0 + (end[1] - y0) * k / 10}
+                        for k in range(11)
+                    ]  # fmt: skip
+    outcomes = pd.DataFrame(outcomes)
+    outcomes.to_csv(folder / "metrics/landscapes.csv", index=False)
+    (folder / "plots/landscapes").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(paths).to_csv(folder / "plots/landscapes/trajectories.csv", index=False)
+    return batch_runs, batch_curves, outcomes
+
+
+def write_sweep_landscapes_and_claims(folder: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> None:
+    """The sweep and landscape tables, and metrics/claims.json computed from all the tables by
+    study/claims.py, as compare computes it."""
+    batch_runs, batch_curves, outcomes = write_sweep_and_landscape_tables(folder)
+    evidence = claims.Evidence(
+        runs=runs,
+        curves=curves,
+        batch_runs=batch_runs.assign(batch_label=batch_runs["batch_label"].astype(str)),
+        batch_curves=batch_curves,
+        momentum_runs=pd.read_csv(folder / "metrics/momentum.csv"),
+        tuning=pd.read_csv(folder / "metrics/tuning.csv"),
+        landscapes=outcomes,
+    )
+    (folder / "metrics/claims.json").write_text(json.dumps(claims.evaluate(evidence)))
 
 
 def _values(series) -> list:
@@ -208,7 +288,9 @@ def runs_of(finals: dict[str, dict[str, list[float]]]) -> list[Run]:
 
 
 def results_from(folder: Path, runs: list[Run], tuning=None, momentum=None) -> results_module.Results:
-    return results_module.load(**write_study(folder, runs, tuning, momentum), target_accuracy=0.97)
+    inputs = write_study(folder, runs, tuning, momentum)
+    accepted = inspect.signature(results_module.load).parameters
+    return results_module.load(**{k: v for k, v in inputs.items() if k in accepted}, target_accuracy=0.97)
 
 
 # --- the stage, end to end ------------------------------------------------------------------------
@@ -250,18 +332,25 @@ def project(tmp_path, monkeypatch):
 
 
 REPORT_FILES = ("template.ipynb", "standalone.html.j2")
-STUDY_MODULES = ("__init__.py", "statistics.py")  # what the report imports from study/
+STUDY_MODULES = (  # what the report imports from study/
+    "__init__.py",
+    "statistics.py",
+    "landscapes.py",
+)
 HEADINGS = [
+    "The primer's claims, tested",
     "Setup",
     "Summary",
     "Does the ranking survive tuning?",
     "Which differences are beyond noise?",
     "Gradient-descent variants: batch, stochastic, mini-batch",
+    "Batch size, measured",
     "Momentum and Nesterov",
     "Adaptive learning rates: Adam, RMSProp, Adagrad",
     "Learning-rate schedules",
     "High versus low learning rate",
     "Optimal momentum",
+    "Landscapes: what MNIST cannot show",
     "Memory and time cost",
     "Test accuracy and per-class accuracy",
     "Diverged runs",

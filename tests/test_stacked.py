@@ -38,6 +38,7 @@ def make_study(epochs: int, **variants) -> params.Study:
     raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
     raw["prepare"]["train_size"] = N_TRAIN
     raw["train"]["epochs"] = epochs
+    raw["batch_sweep"]["batch_sizes"] = [1, 32, "full"]
     raw["variants"].update(variants)
     return params.validate(raw)
 
@@ -223,3 +224,21 @@ def test_measure_solo_times_one_run_after_warm_up(splits):
     solo = measure_solo(STUDY, "mbgd", splits[0], steps=20, repeats=3)
     assert 0 < solo["seconds_per_step"] < 0.1
     assert solo["peak_memory_bytes"] >= 0 and solo["steps_timed"] == 60
+
+
+def test_scoring_inside_an_epoch_changes_nothing_but_adds_the_scores(run, splits):
+    """Checkpoints split an epoch's compiled loop into parts; the run itself must not change."""
+    plain = run("adam", (1, 5))
+    spe = STUDY.steps_per_epoch("adam")
+    checkpoints = [1, 2, 5, spe, spe + 3, 3 * spe - 1]
+    scored = train_group(STUDY, "adam", [1, 5], *splits, checkpoints=checkpoints)
+    for with_scores, without in zip(scored, plain, strict=True):
+        assert_same_run(with_scores, without)
+        rows = with_scores.record["checkpoints"]
+        expected_steps = sorted({*checkpoints, *(e * spe for e in range(1, EPOCHS + 1))})
+        assert [row["step"] for row in rows] == expected_steps
+        at_epoch_end = {row["step"]: row for row in rows}
+        for row in with_scores.record["history"]:  # an epoch's end is scored once, the same both ways
+            assert at_epoch_end[row["steps"]]["val_accuracy"] == row["val_accuracy"]
+        assert rows[0]["epoch"] == pytest.approx(1 / spe, abs=1e-6)
+    assert "checkpoints" not in plain[0].record

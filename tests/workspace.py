@@ -38,6 +38,8 @@ def make_workspace(folder: Path, seeds=(0,), epochs: int = 2) -> Path:
     raw["train"].update(epochs=epochs, seeds=list(seeds))
     raw["tune"].update(points=3, epochs=1)
     raw["momentum_sweep"]["momenta"] = [0.0, 0.9]
+    raw["batch_sweep"]["batch_sizes"] = [1, 32, "full"]
+    raw["landscapes"].update(functions=["two_wells", "saddle"], starts=8, steps=100, trajectories=1)
     raw["variants"] = {"adam": raw["variants"]["adam"], "exploding": EXPLODING}
     set_params(folder, raw)
     return folder
