@@ -13,6 +13,7 @@ and never chosen.
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -28,16 +29,28 @@ def grid(low: float, high: float, points: int) -> list[float]:
     return [float(f"{rate:.4g}") for rate in np.geomspace(low, high, points)]
 
 
+# The code a trial's score depends on: a changed trainer must not reuse scores from the old one.
+TRAINER_SOURCES = ("tuning.py", "stacked.py", "model.py", "variants.py", "data.py")
+
+
 def study_name(study: Study, variant_name: str) -> str:
-    """One Optuna study per variant and budget: a changed range or budget starts a fresh search."""
+    """One Optuna study per variant, budget and trainer code: a changed range, budget or trainer
+    starts a fresh search; only an interrupted run of the same search resumes."""
     budget = {
         "variant": study.variant(variant_name).model_dump(exclude={"learning_rate"}),
         "tune": study.tune.model_dump(exclude={"storage"}),
         "model": study.model.model_dump(),
         "n_train": study.n_train,
+        "train": study.train.model_dump(include={"jit_compile", "deterministic"}),
+        "code": _code_digest(),
     }
     digest = hashlib.sha256(json.dumps(budget, sort_keys=True).encode()).hexdigest()[:12]
     return f"{variant_name}-{digest}"
+
+
+def _code_digest() -> str:
+    here = Path(__file__).parent
+    return hashlib.sha256(b"".join((here / name).read_bytes() for name in TRAINER_SOURCES)).hexdigest()[:12]
 
 
 def search(study: Study, variant_name: str, storage: str, train, validation, on_epoch=None) -> list[dict]:
