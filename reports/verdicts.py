@@ -98,7 +98,8 @@ def styled(table: pd.DataFrame):
 
 def claims_text(found: list[dict]) -> str:
     """A few sentences: how many claims held, and which the data contradicted or qualified."""
-    by = {verdict: [c for c in found if c["verdict"] == verdict] for verdict in VERDICT_MARK}
+    numbered = [claim | {"position": i} for i, claim in enumerate(found, start=1)]
+    by = {verdict: [c for c in numbered if c["verdict"] == verdict] for verdict in VERDICT_MARK}
     lines = [
         f"Of the primer's {len(found)} claims, the measurements support {len(by['supported'])}, "
         f"contradict {len(by['contradicted'])}, and qualify {len(by['depends'])} "
@@ -106,9 +107,9 @@ def claims_text(found: list[dict]) -> str:
         "noise)."
     ]
     for claim in by["contradicted"]:
-        lines.append(f"- **Contradicted:** {claim['claim']}")
+        lines.append(f"- **Contradicted** ({_short(claim)}): {claim['claim']}")
     for claim in by["depends"]:
-        lines.append(f"- **Depends:** {claim['claim']} — {_depends_words(claim)}")
+        lines.append(f"- **Depends** ({_short(claim)}): {_depends_words(claim)}")
     lines.append(
         "\nHow a verdict is decided: every test compares two settings paired by seed (or by start, on the "
         "landscapes) and looks at the 95% interval of their difference: wholly on the side the claim "
@@ -117,6 +118,10 @@ def claims_text(found: list[dict]) -> str:
         "Memory, measured once per setting, counts as different at 1.5× or more."
     )
     return "\n".join(lines)
+
+
+def _short(claim: dict) -> str:
+    return f"#{claim['position']}, {claim['id'].replace('_', ' ')}"
 
 
 def _depends_words(claim: dict) -> str:

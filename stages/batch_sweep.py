@@ -7,16 +7,20 @@ counts as well as after every epoch (`checkpoint_steps`): the runs can then be c
 epochs, equal optimizer steps and equal seconds. Seconds and memory are what one run costs on its
 own (`measure_solo`), as in the train stage, each measured in a fresh process: memory that an
 earlier measurement freed would otherwise be reused unseen, and read as none. Writes one record per run in
-sweeps/batch_size/batch-<size>/seed-<s>/record.json.
+sweeps/batch_size/batch-<size>/seed-<s>/record.json, and from them metrics/batch_size.csv (one row per
+run: final accuracy, epochs, steps and seconds to `target_accuracy`, time and memory),
+metrics/batch_size.json (per batch size, means with 95% intervals, for `dvc metrics`) and
+plots/batch_size_curves.csv (every validation score, for `dvc plots`).
 """
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from tqdm import tqdm
 
-from study import data, params, runtime
-from study.atomic import atomic_dir, write_json
+from study import analysis, data, params, runtime
+from study.atomic import atomic_dir, atomic_file, write_json
 from study.errors import run_stage
 from study.params import SGDVariant
 from study.stacked import measure_solo, train_group
@@ -91,6 +95,16 @@ def main() -> None:
                 }
                 write_json(out / name / f"seed-{result.seed}" / "record.json", record)
             progress.set_postfix_str(f"{name}: {solo['seconds_per_step'] * 1e6:.0f} µs a step alone")
+
+    runs, curves = analysis.batch_table(Path("sweeps/batch_size"), study.batch_sweep.target_accuracy)
+    write_csv("metrics/batch_size.csv", analysis.with_not_reached(runs))
+    write_json("metrics/batch_size.json", analysis.batch_summary(runs))
+    write_csv("plots/batch_size_curves.csv", curves)
+
+
+def write_csv(path: str, table) -> None:
+    with atomic_file(path) as tmp:
+        table.to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":

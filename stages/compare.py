@@ -1,15 +1,14 @@
 """Compare every variant, with its uncertainty, and test the primer's claims: `python -m stages.compare`.
 
-Reads the run records, test scores, tuning trials, the momentum and batch-size sweeps and the
-landscapes' outcomes; writes
+Reads the run records, test scores, tuning trials, the momentum sweep, the batch-size sweep's tables
+and the landscapes' outcomes; writes
 metrics/summary.json (per variant and protocol, each metric's mean over seeds with its 95% interval,
 for `dvc metrics`), metrics/summary.csv (the same, long form), metrics/runs.csv (one row per run),
 metrics/pairwise.csv (paired differences in test accuracy), metrics/tuning.csv and tuning.json (every
-learning rate tried and the tuning protocol), metrics/momentum.csv, the batch-size sweep in
-metrics/batch_size.csv and .json, the learning curves in plots/curves.csv, plots/momentum_curves.csv
-and plots/batch_size_curves.csv, and the claims: metrics/claims.json (each claim with its verdict and
-the numbers that decided it, study/claims.py) and metrics/verdicts.json (the verdicts alone, for
-`dvc metrics diff` and `dvc exp show`).
+learning rate tried and the tuning protocol), metrics/momentum.csv, the learning curves in
+plots/curves.csv and plots/momentum_curves.csv, and the claims: metrics/claims.json (each claim with
+its verdict and the numbers that decided it, study/claims.py) and metrics/verdicts.json (the
+verdicts alone, for `dvc metrics diff` and `dvc exp show`).
 """
 
 from pathlib import Path
@@ -29,9 +28,8 @@ def main() -> None:
         evaluations = analysis.read_evaluations(Path("metrics/eval"), variants)
         tuning = analysis.tuning_table(Path("tuning"), variants)
         momentum_runs, momentum_curves = analysis.momentum_table(Path("sweeps/momentum"), target)
-        batch_runs, batch_curves = analysis.batch_table(
-            Path("sweeps/batch_size"), study.batch_sweep.target_accuracy
-        )
+        batch_runs = pd.read_csv("metrics/batch_size.csv", dtype={"batch_label": str})
+        batch_curves = pd.read_csv("plots/batch_size_curves.csv", dtype={"batch_label": str})
         landscapes = pd.read_csv("metrics/landscapes.csv")
     except FileNotFoundError as missing:
         raise StudyError(
@@ -57,9 +55,6 @@ def main() -> None:
     curves = analysis.curves_table(records)
     write_csv("plots/curves.csv", curves)
     write_csv("plots/momentum_curves.csv", momentum_curves)
-    write_csv("metrics/batch_size.csv", analysis.with_not_reached(batch_runs))
-    write_json("metrics/batch_size.json", analysis.batch_summary(batch_runs))
-    write_csv("plots/batch_size_curves.csv", batch_curves)
 
     evidence = claims.Evidence(
         runs=runs,

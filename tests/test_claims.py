@@ -217,3 +217,18 @@ def test_the_batch_sweep_scores_at_log_spaced_steps():
     assert checkpoint_steps(1000, 3) == [1, 2, 5, 10, 22, 46, 100, 215, 464, 1000]
     assert checkpoint_steps(250, 1) == [1, 10, 100]
     assert checkpoint_steps(1, 3) == [1]
+
+
+def test_steps_to_a_minimum_compare_only_starts_that_both_settled_and_fewer_is_better():
+    rows = []
+    for start in range(6):
+        rows.append({"function": "saddle", "variant": "mbgd", "start": start, "reached_global": True,
+                     "steps_to_tolerance": 50 + start})  # fmt: skip
+        settled = start != 5  # momentum never settles from start 5: that start is left out of the pairs
+        rows.append({"function": "saddle", "variant": "momentum", "start": start, "reached_global": settled,
+                     "steps_to_tolerance": 20 + 2 * start if settled else None})  # fmt: skip
+    claim = by_id(claims.evaluate(evidence(landscapes=pd.DataFrame(rows))), "momentum")
+    (steps,) = [t for t in claim["evidence"]["tests"] if t["test"] == "momentum vs mbgd on saddle, steps"]
+    assert steps["n_seeds"] == 5
+    assert steps["mean"] == pytest.approx(-30 + 2)  # (20 + 2s) - (50 + s) over s = 0..4
+    assert steps["outcome"] == SUPPORTED  # fewer steps is what the claim predicts
