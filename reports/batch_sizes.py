@@ -13,6 +13,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from reports.results import Interval, ci, new_figure, secs
+from study.claims import at_budget
 
 # The primer's words for the three classic variants: (convergence speed, memory).
 PRIMER_WORDS = {
@@ -136,8 +137,8 @@ def batch_text(runs: pd.DataFrame, curves: pd.DataFrame, found: list[dict]) -> s
         if "full" in first
         else "",
         f"A step costs {1e6 * speed.min():.0f} µs at batch {speed.idxmin()} and "
-        f"{1e3 * speed.max():.0f} ms at batch {speed.idxmax()} (one run alone on this machine): "
-        "per step, a larger batch learns more, per image it learns less.",
+        f"{1e3 * speed.max():.0f} ms at batch {speed.idxmax()} (one run alone on this machine).",
+        _per_step_text(curves, [x for x in labels if x != "full"]),
     ]
     if len(seconds):
         fastest = seconds.idxmin()
@@ -156,3 +157,24 @@ def batch_text(runs: pd.DataFrame, curves: pd.DataFrame, found: list[dict]) -> s
     if claim:
         lines.append(f"The claims table's verdict on the primer's tradeoffs: **{claim['verdict']}**.")
     return "\n\n".join(line for line in lines if line)
+
+
+def _per_step_text(curves: pd.DataFrame, labels: list[str]) -> str:
+    """Each batch size's validation accuracy at the most steps every one of them took (the whole split,
+    with one step per epoch, is left out: its few steps would set the budget)."""
+    if len(labels) < 2:
+        return ""
+    totals = [curves[curves["batch_label"] == x]["step"].max() for x in labels]
+    budget = min(totals)
+    at = {}
+    for label in labels:
+        rows = curves[curves["batch_label"] == label]
+        values = [
+            at_budget(seed_rows.sort_values("step"), "step", budget) for _, seed_rows in rows.groupby("seed")
+        ]
+        at[label] = Interval.of([x for x in values if x is not None])
+    parts = ", ".join(f"batch {label} {ci(at[label])}" for label in labels)
+    return (
+        f"Per optimizer step, after {budget:,.0f} steps (the most that every batch size but the whole "
+        f"split took), validation accuracy: {parts}."
+    )

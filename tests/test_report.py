@@ -335,6 +335,7 @@ REPORT_FILES = ("template.ipynb", "standalone.html.j2")
 STUDY_MODULES = (  # what the report imports from study/
     "__init__.py",
     "statistics.py",
+    "claims.py",
     "landscapes.py",
 )
 HEADINGS = [
