@@ -7,6 +7,8 @@ import contextlib
 import ctypes
 import gc
 import platform
+import shutil
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -30,6 +32,20 @@ def setup_device() -> str:
 
 def on_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
+
+
+def free_memory_bytes() -> int:
+    """Free memory where training runs: the first GPU's, as nvidia-smi reports it, else the machine's."""
+    if on_gpu() and shutil.which("nvidia-smi"):
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", "--id=0"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode == 0 and result.stdout.strip().isdigit():
+            return int(result.stdout.strip()) * 2**20
+    return psutil.virtual_memory().available
 
 
 def configure_determinism(deterministic: bool) -> bool:

@@ -40,6 +40,7 @@ batch, 784] floats per step.
 """
 
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -48,13 +49,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from study import timing
+from study import runtime, timing
 from study.errors import StudyError
-from study.model import build_model
+from study.model import CLASSES, IMAGE_SHAPE, build_model
 from study.params import Study
 from study.runtime import PeakMemory
 from study.variants import NOT_OPTIMIZER_ARGUMENTS, OPTIMIZERS, learning_rate
 
+IMAGE_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 SCORE_BYTES = 64 << 20  # the largest layer's activations per chunk when scoring a split
 
 
@@ -101,6 +103,7 @@ def train_group(
     on_epoch: Callable[[int, list[dict | None]], None] | None = None,
     seconds_per_step: float | None = None,
     checkpoints: Sequence[int] = (),
+    members_per_group: int | None = None,
 ) -> list[MemberResult]:
     """Train one run of `variant_name` per seed, as one stacked program; return them in the seeds' order.
 
@@ -111,7 +114,55 @@ def train_group(
     steps x that, one run's honest time. Without it they are the group's wall-clock training time.
     `checkpoints`: optimizer steps (counted from the start of the run) after which validation is also
     scored inside an epoch; each record's `checkpoints` then lists every score, these and the epochs'.
+    `members_per_group`: the most members one program holds; None: as many as half the device's free
+    memory allows (`max_members`). More runs than that train as several groups, one after another,
+    with the same results: a member depends on its own seed and settings only.
     """
+    limit = max(1, members_per_group or max_members(study, variant_name))
+    results: list[MemberResult] = []
+    for first in range(0, len(seeds), limit):
+        part = slice(first, first + limit)
+        rates = None if learning_rates is None else learning_rates[part]
+        results += _train_one_group(
+            study,
+            variant_name,
+            seeds[part],
+            train,
+            validation,
+            rates,
+            on_epoch,
+            seconds_per_step,
+            checkpoints,
+        )
+    return results
+
+
+def member_bytes(study: Study, variant_name: str) -> int:
+    """A generous estimate of what one member adds to a group: its weights with their gradients and up
+    to two optimizer slots and a copy (5 x 4 bytes per weight), and its activations for one batch, kept
+    for the backward pass and its gradients (4 copies of every layer's output, the input included)."""
+    widths = [IMAGE_PIXELS, *study.model.hidden_units, CLASSES]
+    weights = sum((a + 1) * b for a, b in itertools.pairwise(widths))
+    return 4 * (5 * weights + 4 * study.batch_size(variant_name) * sum(widths))
+
+
+def max_members(study: Study, variant_name: str, share: float = 0.5) -> int:
+    """How many members of the variant fit in `share` of the device's free memory (a GPU's, read from
+    nvidia-smi, else the machine's), at least one."""
+    return max(1, int(share * runtime.free_memory_bytes() // member_bytes(study, variant_name)))
+
+
+def _train_one_group(
+    study: Study,
+    variant_name: str,
+    seeds: list[int],
+    train,
+    validation,
+    learning_rates: list[float] | None,
+    on_epoch: Callable[[int, list[dict | None]], None] | None,
+    seconds_per_step: float | None,
+    checkpoints: Sequence[int],
+) -> list[MemberResult]:
     group = StackedGroup(study, variant_name, seeds, learning_rates)
     x, y = _training_tensors(study, train)
     validation_chunks = _chunks(validation, group.size, study.model)

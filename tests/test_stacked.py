@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from ruamel.yaml import YAML
 
-from study import params
+from study import params, stacked
 from study.model import build_model
 from study.stacked import epoch_orders, measure_solo, train_group
 from study.variants import build_optimizer
@@ -242,3 +242,19 @@ def test_scoring_inside_an_epoch_changes_nothing_but_adds_the_scores(run, splits
             assert at_epoch_end[row["steps"]]["val_accuracy"] == row["val_accuracy"]
         assert rows[0]["epoch"] == pytest.approx(1 / spe, abs=1e-6)
     assert "checkpoints" not in plain[0].record
+
+
+def test_more_runs_than_memory_allows_train_as_several_groups_with_the_same_results(run, splits):
+    together = run("adam", (7, 1, 2))
+    split = train_group(STUDY, "adam", [7, 1, 2], *splits, members_per_group=2)
+    for a, b in zip(split, together, strict=True):
+        assert_same_run(a, b)
+    assert [r.record["group_size"] for r in split] == [2, 2, 1]
+
+
+def test_the_member_count_follows_free_memory(monkeypatch):
+    monkeypatch.setattr(stacked.runtime, "free_memory_bytes", lambda: 1 << 30)
+    full, small = stacked.max_members(STUDY, "bgd"), stacked.max_members(STUDY, "sgd")
+    assert 1 <= full < small  # the whole split's activations weigh on every member
+    monkeypatch.setattr(stacked.runtime, "free_memory_bytes", lambda: 1)
+    assert stacked.max_members(STUDY, "sgd") == 1  # never fewer than one: a run always trains
