@@ -13,29 +13,15 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from reports.results import Interval, ci, new_figure, secs
-from study.claims import at_budget
+from study.claims import at_budget, size_roles
 
-# The primer's words for the three classic variants: (convergence speed, memory).
-PRIMER_WORDS = {
-    "stochastic": ("fast", "low"),
-    "mini-batch": ("balanced", "balanced"),
-    "batch": ("slow", "high"),
-}
+# The primer's words for the three classic variants, by study.claims.size_roles' parts: (speed, memory).
+PRIMER_WORDS = {"stochastic": ("fast", "low"), "mini": ("balanced", "balanced"), "full": ("slow", "high")}
+ROLE_NAMES = {"stochastic": "stochastic", "mini": "mini-batch", "full": "batch"}
 
 
 def _order(labels) -> list[str]:
     return sorted(set(labels), key=lambda x: math.inf if x == "full" else int(x))
-
-
-def _role(label: str, labels: list[str]) -> str | None:
-    numbers = [int(x) for x in labels if x != "full"]
-    if label == "full":
-        return "batch"
-    if numbers and int(label) == min(numbers):
-        return "stochastic"
-    middle = numbers[1:]
-    mini = 32 if 32 in middle else (middle[len(middle) // 2] if middle else None)
-    return "mini-batch" if mini is not None and int(label) == mini else None
 
 
 def read_runs(path) -> pd.DataFrame:
@@ -53,14 +39,15 @@ def tradeoffs_table(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """Per batch size, means over seeds with 95% intervals, beside the primer's words where it has any."""
     labels = _order(runs["batch_label"])
     target = runs["target_accuracy"].iloc[0]
+    role_of = {label: role for role, label in size_roles(labels).items()}
     rows = {}
     for label in labels:
         r = runs[runs["batch_label"] == label]
         first_epoch = curves[(curves["batch_label"] == label) & np.isclose(curves["epoch"], 1.0)]
-        role = _role(label, labels)
+        role = role_of.get(label)
         speed, memory = PRIMER_WORDS.get(role, ("", ""))
         reached = int(r["steps_to_target"].notna().sum())
-        name = f"{label} ({role})" if role else label
+        name = f"{label} ({ROLE_NAMES[role]})" if role else label
         rows[name] = {
             "primer: speed": speed or "—",
             "val. accuracy after 1 epoch": ci(Interval.of(first_epoch["val_accuracy"])),

@@ -90,7 +90,8 @@ def styled(table: pd.DataFrame):
         return f"color: {VERDICT_COLOR[verdict]}; font-weight: bold" if verdict in VERDICT_COLOR else ""
 
     return (
-        table.style.set_properties(**{"text-align": "left", "vertical-align": "top"})
+        table.style.set_uuid("claims")  # a fixed id: the same study gives the same page
+        .set_properties(**{"text-align": "left", "vertical-align": "top"})
         .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
         .map(color, subset=["verdict"])
     )

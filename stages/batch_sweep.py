@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from study import analysis, data, params, runtime
-from study.atomic import atomic_dir, atomic_file, write_json
+from study.atomic import atomic_dir, write_csv, write_json
 from study.errors import run_stage
 from study.params import SGDVariant
 from study.stacked import measure_solo, train_group
@@ -100,11 +100,6 @@ def main() -> None:
     write_csv("metrics/batch_size.csv", analysis.with_not_reached(runs))
     write_json("metrics/batch_size.json", analysis.batch_summary(runs))
     write_csv("plots/batch_size_curves.csv", curves)
-
-
-def write_csv(path: str, table) -> None:
-    with atomic_file(path) as tmp:
-        table.to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from study import analysis, claims, params
-from study.atomic import atomic_file, write_json
+from study.atomic import write_csv, write_json
 from study.errors import StudyError, run_stage
 
 
@@ -71,11 +71,6 @@ def main() -> None:
     print(analysis.summary_table(summary).query("metric == 'test_accuracy'").round(4).to_string(index=False))
     for claim in verdicts:
         print(f"{claim['id']:>18}: {claim['verdict']}")
-
-
-def write_csv(path: str, table) -> None:
-    with atomic_file(path) as tmp:
-        table.to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":

@@ -48,3 +48,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 def write_json(path: str | Path, data) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def write_csv(path: str | Path, table) -> None:
+    """A pandas table as CSV, without its index."""
+    with atomic_file(path) as tmp:
+        table.to_csv(tmp, index=False)

@@ -253,17 +253,24 @@ def batch_memory(e: Evidence, label: str) -> float | None:
     return float(rows.median()) if len(rows) else None
 
 
+def size_roles(labels) -> dict[str, str]:
+    """Which batch sizes play the primer's parts: `stochastic` the smallest, `full` the whole split,
+    `mini` 32 (or the middle one) among the others; a part no size plays is left out."""
+    numbers = sorted(int(x) for x in labels if x != "full")
+    roles = {"full": "full"} if "full" in labels else {}
+    if numbers:
+        roles["stochastic"] = str(numbers[0])
+    if middle := numbers[1:]:
+        roles["mini"] = str(32 if 32 in middle else middle[len(middle) // 2])
+    return roles
+
+
 def batch_roles(e: Evidence) -> dict[str, str] | None:
-    """The sweep's stochastic (smallest batch), batch (`full`) and mini-batch (32, or the middle) sizes."""
+    """The sweep's three parts, or None when it lacks one (it needs `full` and two other sizes)."""
     if e.batch_runs.empty:
         return None
-    labels = list(dict.fromkeys(e.batch_runs["batch_label"]))
-    numbers = sorted(int(x) for x in labels if x != "full")
-    if "full" not in labels or len(numbers) < 2:
-        return None
-    middle = [n for n in numbers[1:]]
-    mini = 32 if 32 in middle else middle[len(middle) // 2]
-    return {"stochastic": str(numbers[0]), "mini": str(mini), "full": "full"}
+    roles = size_roles(set(e.batch_runs["batch_label"]))
+    return roles if len(roles) == 3 else None
 
 
 # ---- the claims --------------------------------------------------------------------------------------
