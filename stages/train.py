@@ -2,8 +2,8 @@
 
 Protocols: `defaults` trains at the variant's own learning rate from params.yaml, `tuned` at the
 rate the tune stage chose on the validation split (tuning/<variant>/best.json). All of a variant's
-runs (seeds x protocols) train together as one compiled program (study/stacked.py), each from its
-own seed. Writes models/<variant>/<protocol>/seed-<s>.keras, runs/<variant>/<protocol>/seed-<s>/
+runs (seeds x protocols) train together as one group of compiled programs (study/stacked.py), each
+from its own seed. Writes models/<variant>/<protocol>/seed-<s>.keras, runs/<variant>/<protocol>/seed-<s>/
 (record.json and DVCLive's logs) and metrics/train/<variant>.json. Everything is staged under
 temporary names and renamed at the end, so an interrupted run leaves no partial output.
 """

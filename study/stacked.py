@@ -1,10 +1,15 @@
-"""Train a group of runs as one compiled program: the runs of one variant, stacked along a `members` axis.
+"""Train a group of runs together: the runs of one variant, stacked along a `members` axis.
 
 Why: under `model.fit`, a run of this small network spends most of each step outside its arithmetic
 (a step at batch 1 is about 0.3 MFLOP). Here a group of runs that share an optimizer variant and a
-batch size (its seeds, and later its learning-rate grid) trains as one XLA-compiled TensorFlow program:
+batch size (its seeds, and later its learning-rate grid) trains in XLA-compiled TensorFlow programs:
 a `tf.while_loop` runs a whole epoch of steps without returning to Python, and every step advances
-every member. benchmarks/bench_training.py measures the gain against plain and compiled fit.
+every member of the program. benchmarks/bench_training.py measures the gain against plain and
+compiled fit.
+
+A group runs as one program (a `Stack`) on a GPU, and on a CPU as a few stacks side by side, one
+thread each, each small enough for a core's cache (`stack_sizes` says why and how many): a `Group`.
+Either way a member's result depends on its own seed and settings only.
 
 How the stacking works:
 - Weights. Every weight gets a leading `members` axis. Member i starts from exactly the weights
@@ -43,6 +48,7 @@ import functools
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import keras
@@ -54,9 +60,10 @@ from study.errors import StudyError
 from study.model import CLASSES, IMAGE_SHAPE, build_model
 from study.params import Study
 from study.runtime import PeakMemory
-from study.variants import NOT_OPTIMIZER_ARGUMENTS, OPTIMIZERS, learning_rate
+from study.variants import NOT_OPTIMIZER_ARGUMENTS, OPTIMIZERS, build_optimizer, learning_rate
 
 IMAGE_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+CACHE_BOUND_BATCH = 4  # batches this small train faster in stacks that fit a core's cache (`stack_sizes`)
 SCORE_BYTES = 64 << 20  # the largest layer's activations per chunk when scoring a split
 
 
@@ -114,7 +121,7 @@ def train_group(
     steps x that, one run's honest time. Without it they are the group's wall-clock training time.
     `checkpoints`: optimizer steps (counted from the start of the run) after which validation is also
     scored inside an epoch; each record's `checkpoints` then lists every score, these and the epochs'.
-    `members_per_group`: the most members one program holds; None: as many as half the device's free
+    `members_per_group`: the most members one group holds; None: as many as half the device's free
     memory allows (`max_members`). More runs than that train as several groups, one after another,
     with the same results: a member depends on its own seed and settings only.
     """
@@ -163,7 +170,7 @@ def _train_one_group(
     seconds_per_step: float | None,
     checkpoints: Sequence[int],
 ) -> list[MemberResult]:
-    group = StackedGroup(study, variant_name, seeds, learning_rates)
+    group = Group(study, variant_name, seeds, learning_rates)
     x, y = _training_tensors(study, train)
     validation_chunks = _chunks(validation, group.size, study.model)
     orders = [epoch_orders(seed, group.n_train) for seed in seeds]
@@ -244,6 +251,7 @@ def _train_one_group(
                 "train_seconds": histories[i][-1]["seconds"],
                 "optimizer_state_bytes": group.optimizer_state_bytes(),
                 "group_size": group.size,
+                "stack_sizes": group.stack_sizes,  # how the group ran: one compiled program per stack
                 "group_epoch_seconds": wall_by_epoch,  # the group's own clock, whatever `seconds` says
                 "history": histories[i],
             }
@@ -263,7 +271,7 @@ def measure_solo(study: Study, variant_name: str, train, steps: int | None = Non
     x, y = _training_tensors(study, train)  # the data: loaded before training, the same for every run
     _warm_up_xla()
     with PeakMemory() as memory:
-        group = StackedGroup(study, variant_name, seeds=[0])
+        group = Stack(study, variant_name, seeds=[0])
         steps = steps or min(group.steps_per_epoch, 500)
         order = next(epoch_orders(0, group.n_train))
         chunk = group.batches(np.resize(order, (1, steps * group.batch_size)))
@@ -288,8 +296,102 @@ def _warm_up_xla() -> None:
     tf.function(lambda a: tf.reduce_sum(tf.nn.relu(a @ a)), jit_compile=True)(tf.ones([8, 8]))
 
 
-class StackedGroup:
-    """The stacked weights, the one optimizer over them, and the compiled step and scoring loops."""
+def stack_sizes(
+    study: Study, variant_name: str, members: int, cores: int | None = None, cache: int | None = None
+) -> list[int]:
+    """How many members each of a group's stacks holds: one stack on a GPU, one per core on a CPU.
+
+    Measured on a 2-core CPU (2 MiB of L2 per core), members at batch 32: 140-177 µs per member-step
+    as one stack of 10, 95-139 µs as two stacks of 5 side by side. One stack's fused loops are each
+    split across the cores, which then wait for each other at every op; a stack per core never waits.
+    At batches up to CACHE_BOUND_BATCH a step's arithmetic is too little to hide its memory traffic,
+    so there a core's stack is split further until each fits the core's L2 cache (`step_bytes`):
+    batch 1, 15 members: 20 µs as one stack, 13.5 µs as two, 8.2 µs as four (4, 4, 4, 3). At batch 8
+    that split gains 4%, less than the compilation each extra stack costs (about 0.7 s). A member whose
+    step alone outgrows the cache (full-batch descent) has ops big enough to share the cores well: its
+    group stays one stack.
+    """
+    cores = cores or runtime.cpu_cores()
+    cache = cache or runtime.l2_cache_bytes()
+    member = step_bytes(study, variant_name)
+    if runtime.on_gpu() or member > cache:
+        return [members]
+    stacks = cores
+    if study.batch_size(variant_name) <= CACHE_BOUND_BATCH:
+        per_core = -(-members // cores)
+        stacks *= -(-per_core * member // cache)
+    stacks = min(members, stacks)
+    return [len(part) for part in np.array_split(np.arange(members), stacks)]
+
+
+def step_bytes(study: Study, variant_name: str) -> int:
+    """What one member's step reads and writes: its weights, its optimizer's copies of them (`slots`)
+    and one batch's activations."""
+    widths = [IMAGE_PIXELS, *study.model.hidden_units, CLASSES]
+    weights = sum((a + 1) * b for a, b in itertools.pairwise(widths))
+    return 4 * (weights * (1 + slots(study, variant_name)) + study.batch_size(variant_name) * sum(widths))
+
+
+def slots(study: Study, variant_name: str) -> int:
+    """How many copies of the weights the variant's optimizer keeps (plain SGD 0, momentum 1, Adam 2),
+    counted on a one-number probe."""
+    optimizer = build_optimizer(study.variant(variant_name), study.steps_per_epoch(variant_name))
+    optimizer.build([keras.Variable(np.zeros(1, np.float32))])
+    return sum(1 for v in optimizer.variables if tuple(v.shape) == (1,))
+
+
+class Group:
+    """A group's members as `stack_sizes` says: one or more `Stack`s, trained side by side, one thread
+    each (TensorFlow releases Python's lock while a compiled program runs). Its methods are a Stack's,
+    over all members in the seeds' order; a member's result does not depend on how the group splits."""
+
+    def __init__(self, study: Study, variant_name: str, seeds: list[int], learning_rates=None):
+        rates = learning_rates or [study.variant(variant_name).learning_rate] * len(seeds)
+        if len(rates) != len(seeds):
+            raise StudyError(f"{len(rates)} learning rates for {len(seeds)} seeds: give one per seed")
+        self.stack_sizes = stack_sizes(study, variant_name, len(seeds))
+        self.bounds = list(itertools.pairwise(np.cumsum([0, *self.stack_sizes]).tolist()))
+        self.stacks = [Stack(study, variant_name, seeds[a:b], rates[a:b]) for a, b in self.bounds]
+        first = self.stacks[0]
+        self.size, self.n_train, self.batch_size = len(seeds), first.n_train, first.batch_size
+        self.steps_per_epoch, self.batches = first.steps_per_epoch, first.batches
+        self.rates = [rate for stack in self.stacks for rate in stack.rates]
+
+    @property
+    def alive(self) -> np.ndarray:
+        return np.concatenate([stack.alive for stack in self.stacks])
+
+    def train_steps(self, x, y, indices, counts, first=0, stop=None) -> tuple[np.ndarray, np.ndarray]:
+        return self._joined(lambda stack, a, b: stack.train_steps(x, y, indices[:, a:b], counts, first, stop))
+
+    def score(self, x, y, weight) -> tuple[np.ndarray, np.ndarray]:
+        return self._joined(lambda stack, a, b: stack.score(x, y, weight))
+
+    def learning_rates(self) -> np.ndarray:
+        return np.concatenate([stack.learning_rates() for stack in self.stacks])
+
+    def optimizer_state_bytes(self) -> int:
+        return self.stacks[0].optimizer_state_bytes()
+
+    def export(self, i: int) -> keras.Sequential:
+        k = next(k for k, (a, b) in enumerate(self.bounds) if a <= i < b)
+        return self.stacks[k].export(i - self.bounds[k][0])
+
+    def _joined(self, work) -> tuple[np.ndarray, np.ndarray]:
+        """`work(stack, first member, end member)` on every stack at once; its two arrays, joined."""
+        if len(self.stacks) == 1:
+            parts = [work(self.stacks[0], *self.bounds[0])]
+        else:
+            with ThreadPoolExecutor(len(self.stacks)) as pool:
+                parts = list(
+                    pool.map(lambda k: work(self.stacks[k], *self.bounds[k]), range(len(self.stacks)))
+                )
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+class Stack:
+    """Members stacked along a leading axis: their weights, the one optimizer over them, and the
+    compiled step and scoring loops (one XLA program each)."""
 
     def __init__(self, study: Study, variant_name: str, seeds: list[int], learning_rates=None):
         variant = study.variant(variant_name)

@@ -258,3 +258,38 @@ def test_the_member_count_follows_free_memory(monkeypatch):
     assert 1 <= full < small  # the whole split's activations weigh on every member
     monkeypatch.setattr(stacked.runtime, "free_memory_bytes", lambda: 1)
     assert stacked.max_members(STUDY, "sgd") == 1  # never fewer than one: a run always trains
+
+
+def test_a_group_split_into_stacks_side_by_side_trains_as_one_stack(run, splits, monkeypatch):
+    seeds = [7, 1, 2, 4, 9]
+    results = {}
+    for sizes in ([2, 2, 1], [5]):
+        monkeypatch.setattr(stacked, "stack_sizes", lambda study, name, members, sizes=sizes: sizes)
+        results[len(sizes)] = train_group(STUDY, "momentum", seeds, *splits)
+        assert results[len(sizes)][0].record["stack_sizes"] == sizes
+    for a, b in zip(results[3], results[1], strict=True):
+        assert_same_run(a, b)
+    assert_same_run(results[3][1], run("momentum", (1,))[0])
+
+
+def test_a_cpu_gets_a_stack_per_core_and_at_batch_1_stacks_that_fit_its_cache(monkeypatch):
+    monkeypatch.setattr(stacked.runtime, "on_gpu", lambda: False)
+    mib = 1 << 20
+    member = stacked.step_bytes(STUDY, "sgd")  # ~0.4 MB: plain SGD keeps no copies of the weights
+    assert stacked.step_bytes(STUDY, "momentum") > member and stacked.step_bytes(STUDY, "adam") > 2.9 * member
+    assert stacked.stack_sizes(STUDY, "sgd", 15, cores=2, cache=2 * mib) == [4, 4, 4, 3]
+    assert stacked.stack_sizes(STUDY, "sgd", 15, cores=2, cache=8 * mib) == [8, 7]  # one per core
+    assert stacked.stack_sizes(STUDY, "sgd", 3, cores=4, cache=2 * mib) == [1, 1, 1]  # never empty
+    assert stacked.stack_sizes(STUDY, "adam", 15, cores=2, cache=2 * mib) == [8, 7]  # batch 32: no split
+    assert stacked.stack_sizes(STUDY, "sgd", 15, cores=2, cache=member // 2) == [15]  # outgrows the cache
+    monkeypatch.setattr(stacked.runtime, "on_gpu", lambda: True)
+    assert stacked.stack_sizes(STUDY, "sgd", 15, cores=2, cache=2 * mib) == [15]
+
+
+def test_the_level_2_cache_size_is_read_from_linux_or_assumed(tmp_path):
+    for index, level, size in [(0, "1", "48K"), (2, "2", "2048K"), (3, "3", "480M")]:
+        (tmp_path / f"index{index}").mkdir()
+        (tmp_path / f"index{index}" / "level").write_text(level + "\n")
+        (tmp_path / f"index{index}" / "size").write_text(size + "\n")
+    assert stacked.runtime.l2_cache_bytes(tmp_path) == 2 << 20
+    assert stacked.runtime.l2_cache_bytes(tmp_path / "missing") == 1 << 20
