@@ -148,9 +148,14 @@ def member_bytes(study: Study, variant_name: str) -> int:
     """A generous estimate of what one member adds to a group: its weights with their gradients and up
     to two optimizer slots and a copy (5 x 4 bytes per weight), and its activations for one batch, kept
     for the backward pass and its gradients (4 copies of every layer's output, the input included)."""
+    weights, units = _network_size(study)
+    return 4 * (5 * weights + 4 * study.batch_size(variant_name) * units)
+
+
+def _network_size(study: Study) -> tuple[int, int]:
+    """The network's weights (kernels and biases) and its units per image (the input's included)."""
     widths = [IMAGE_PIXELS, *study.model.hidden_units, CLASSES]
-    weights = sum((a + 1) * b for a, b in itertools.pairwise(widths))
-    return 4 * (5 * weights + 4 * study.batch_size(variant_name) * sum(widths))
+    return sum((a + 1) * b for a, b in itertools.pairwise(widths)), sum(widths)
 
 
 def max_members(study: Study, variant_name: str, share: float = 0.5) -> int:
@@ -327,9 +332,8 @@ def stack_sizes(
 def step_bytes(study: Study, variant_name: str) -> int:
     """What one member's step reads and writes: its weights, its optimizer's copies of them (`slots`)
     and one batch's activations."""
-    widths = [IMAGE_PIXELS, *study.model.hidden_units, CLASSES]
-    weights = sum((a + 1) * b for a, b in itertools.pairwise(widths))
-    return 4 * (weights * (1 + slots(study, variant_name)) + study.batch_size(variant_name) * sum(widths))
+    weights, units = _network_size(study)
+    return 4 * (weights * (1 + slots(study, variant_name)) + study.batch_size(variant_name) * units)
 
 
 def slots(study: Study, variant_name: str) -> int:
