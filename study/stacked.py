@@ -308,7 +308,8 @@ def stack_sizes(
 
     Measured on a 2-core CPU (2 MiB of L2 per core), members at batch 32: 140-177 µs per member-step
     as one stack of 10, 95-139 µs as two stacks of 5 side by side. One stack's fused loops are each
-    split across the cores, which then wait for each other at every op; a stack per core never waits.
+    split across the cores, which then wait for each other at the end of every op; with stacks side
+    by side, a core that one stack leaves waiting has another stack's work to do.
     At batches up to CACHE_BOUND_BATCH a step's arithmetic is too little to hide its memory traffic,
     so there a core's stack is split further until each fits the core's L2 cache (`step_bytes`):
     batch 1, 15 members: 20 µs as one stack, 13.5 µs as two, 8.2 µs as four (4, 4, 4, 3). At batch 8
@@ -316,10 +317,12 @@ def stack_sizes(
     step alone outgrows the cache (full-batch descent) has ops big enough to share the cores well: its
     group stays one stack.
     """
+    if runtime.on_gpu():
+        return [members]
     cores = cores or runtime.cpu_cores()
     cache = cache or runtime.l2_cache_bytes()
     member = step_bytes(study, variant_name)
-    if runtime.on_gpu() or member > cache:
+    if member > cache:
         return [members]
     stacks = cores
     if study.batch_size(variant_name) <= CACHE_BOUND_BATCH:
