@@ -276,7 +276,7 @@ def measure_solo(study: Study, variant_name: str, train, steps: int | None = Non
     x, y = _training_tensors(study, train)  # the data: loaded before training, the same for every run
     _warm_up_xla()
     with PeakMemory() as memory:
-        group = Stack(study, variant_name, seeds=[0])
+        group = Stack(study, variant_name, [0], [study.variant(variant_name).learning_rate])
         steps = steps or min(group.steps_per_epoch, 500)
         order = next(epoch_orders(0, group.n_train))
         chunk = group.batches(np.resize(order, (1, steps * group.batch_size)))
@@ -400,16 +400,14 @@ class Stack:
     """Members stacked along a leading axis: their weights, the one optimizer over them, and the
     compiled step and scoring loops (one XLA program each)."""
 
-    def __init__(self, study: Study, variant_name: str, seeds: list[int], learning_rates=None):
+    def __init__(self, study: Study, variant_name: str, seeds: list[int], learning_rates: list[float]):
         variant = study.variant(variant_name)
         self.size = len(seeds)
         self.n_train = study.n_train
         self.batch_size = study.batch_size(variant_name)
         self.steps_per_epoch = study.steps_per_epoch(variant_name)
         self.full_batch = self.batch_size >= self.n_train
-        self.rates = [float(rate) for rate in (learning_rates or [variant.learning_rate] * self.size)]
-        if len(self.rates) != self.size:
-            raise StudyError(f"{len(self.rates)} learning rates for {self.size} seeds: give one per seed")
+        self.rates = [float(rate) for rate in learning_rates]  # one per seed: `Group` checks
 
         # Member i starts where the per-run trainer starts from seed i.
         self.models = []
