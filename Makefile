@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
-#   make study   creates .venv from requirements.txt if needed, then runs the whole study (`dvc repro`)
+#   make study   creates .venv from requirements.txt if needed, then runs the whole study: what changed
+#                since the committed results, and what follows it (`dvc repro --allow-missing`)
 #   make test    creates .venv with the test dependencies if needed, then lints and runs the tests
 # On a machine with an NVIDIA GPU: `make study REQUIREMENTS=requirements-gpu.txt`.
 # `make quick`: the same pipeline on a small preset (QUICK below), as a DVC experiment, to try things out.
@@ -15,7 +16,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # 10,000 training images, 2 epochs, 2 seeds, 4 variants (the primer's three and momentum), 5 learning
 # rates per tuning grid, 3 momenta, 3 batch sizes, 2 landscapes of 50 starts: every stage and every
 # section of the report. `~variants.<name>` removes a variant for this experiment only.
-QUICK := -S prepare.train_size=10000 -S train.epochs=2 -S 'train.seeds=[0,1]' -S tune.points=5 \
+QUICK := -S prepare.train_size=10000 -S train.epochs=2 -S 'train.seeds=[0,1]' -S train.defaults_seeds=2 \
+	-S tune.points=5 -S momentum_sweep.seeds=2 -S batch_sweep.seeds=2 \
 	-S '~variants.bgd' -S '~variants.sgd' -S '~variants.nesterov' -S '~variants.adagrad' \
 	-S '~variants.mbgd_exponential' -S '~variants.mbgd_cosine' \
 	-S 'momentum_sweep.momenta=[0.0,0.9,0.99]' -S 'batch_sweep.batch_sizes=[1,32,full]' \
@@ -23,8 +25,14 @@ QUICK := -S prepare.train_size=10000 -S train.epochs=2 -S 'train.seeds=[0,1]' -S
 
 .PHONY: study quick test lint clean
 
+# DVC's cache (data/, models/) is not in git, so a clone lacks it. `dvc repro prepare` rebuilds data/
+# (download and split: the same bytes dvc.lock records, so nothing after it re-runs for them); then
+# `--allow-missing` skips a stage whose only change is missing cached outputs, such as a clone's
+# models: a clone re-runs only the stages whose params or code differ from the committed results.
+# The `check` stage runs first either way: a bad params.yaml stops both before anything else runs.
 study: $(VENV)/.study-installed
-	dvc repro
+	dvc repro prepare
+	dvc repro --allow-missing
 
 quick: $(VENV)/.study-installed
 	dvc exp run $(QUICK)

@@ -28,7 +28,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT = ["dvc.yaml", "params.yaml", "stages", "study", "reports", ".dvc/plots"]
+PROJECT = ["dvc.yaml", "params.yaml", "stages", "study", "reports", ".dvc/plots", ".dvcignore", ".gitignore"]
 OUTPUTS = ["study.html", "study.ipynb", "__pycache__"]
 
 

@@ -1,86 +1,162 @@
-"""The batch-size sweep in the report: learning curves per epoch, step and second, and the primer's
-table of tradeoffs filled with the sweep's numbers.
+"""The batch-size sweep: plain SGD from one image per step to the whole training subset, each size at
+its own tuned learning rate.
 
-Reads metrics/batch_size.csv (one row per run) and plots/batch_size_curves.csv (every validation
-score: log-spaced steps and epoch ends), as compare wrote them.
+Reads what the batch_sweep stage wrote: metrics/batch_size.json (per size: its own rate and whether it
+lies on the edge, the epochs and steps it trained, means over seeds with their 95% intervals, peak
+memory's median and range over fresh processes, the analytic size), metrics/batch_tuning.csv (every
+rate each size tried) and plots/batch_size_curves.csv (every validation score); and the budgets at
+which the claims compared sizes, from metrics/claims.json.
 """
 
 import math
 
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
-from reports.results import Interval, ci, new_figure, secs
-from study.claims import at_budget, size_roles
+from reports.results import Interval, ci, new_figure, plural, rate, secs, size, styled
+from reports.verdicts import BUDGETS
 
-# The primer's words for the three classic variants, by study.claims.size_roles' parts: (speed, memory).
-PRIMER_WORDS = {"stochastic": ("fast", "low"), "mini": ("balanced", "balanced"), "full": ("slow", "high")}
-ROLE_NAMES = {"stochastic": "stochastic", "mini": "mini-batch", "full": "batch"}
-
-
-def _order(labels) -> list[str]:
-    return sorted(set(labels), key=lambda x: math.inf if x == "full" else int(x))
+EDGE_WORDS = {"low": "lowest", "high": "highest"}
 
 
-def read_runs(path) -> pd.DataFrame:
-    runs = pd.read_csv(path, dtype={"batch_label": str})
-    for column in ("epochs_to_target", "steps_to_target", "seconds_to_target"):
-        runs[column] = pd.to_numeric(runs[column], errors="coerce")  # "not reached" -> NaN
-    return runs
+def sizes(batch: dict) -> list[tuple[str, dict]]:
+    """(label, fields) per batch size, smallest first (the whole split last)."""
+    labelled = [(key.removeprefix("batch-"), fields) for key, fields in (batch or {}).items()]
+    return sorted(labelled, key=lambda item: (item[1].get("batch_size") or math.inf, item[0]))
 
 
-def read_curves(path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"batch_label": str})
+def order(labels) -> list[str]:
+    """Batch labels in numeric order, `full` last."""
+    return sorted(set(labels), key=lambda x: (math.inf, x) if not str(x).isdigit() else (int(x), ""))
 
 
-def tradeoffs_table(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """Per batch size, means over seeds with 95% intervals, beside the primer's words where it has any."""
-    labels = _order(runs["batch_label"])
-    target = runs["target_accuracy"].iloc[0]
-    role_of = {label: role for role, label in size_roles(labels).items()}
+def batch_text(batch: dict, claims: list[dict], target: float | None) -> str:
+    """What the sweep did, its budgets, and the budgets at which the claims compared sizes."""
+    found = sizes(batch)
+    if not found:
+        return "This run of the study has no batch-size sweep."
+    budgets = ", ".join(
+        f"batch {label}: {plural(f.get('epochs'), 'epoch')} = {plural(f.get('steps'), 'step')} "
+        f"({ci(Interval.read(f.get('train_seconds')), 'secs')} of training)"
+        for label, f in found
+    )
+    text = (
+        "Batch size and learning rate go together: at one rate for all, a sweep over sizes is partly a sweep "
+        "over rates. So each size first tuned its own rate, with the same trials and tuning seeds as every "
+        "other size, on the validation split, then trained at it. Full-batch descent takes one step per "
+        "epoch, so it trains for more epochs than the others: enough steps for a per-step comparison to "
+        f"mean something. What each size trained: {budgets}. Seconds are optimizer steps times what one "
+        "step costs one run alone on this machine; peak memory was measured in fresh processes, one run "
+        "each, and is shown as the median with its range beside the analytic size (weights, gradients, "
+        "optimizer slots and one batch's activations, in float32)."
+    )
+    if target is not None:
+        text += f" Steps and seconds to target: until validation accuracy first reaches {100 * target:g}%."
+    compared = [t for claim in claims or [] for t in claim.get("tests") or [] if any(k in t for k in BUDGETS)]
+    if compared:
+        text += (
+            "\n\nThe claims compare two sizes at the most both had of one budget: "
+            + "; ".join(f"{t['test']} at {_budget(t)}" for t in compared)
+            + "."
+        )
+    return text
+
+
+def _budget(test: dict) -> str:
+    key = next(k for k in BUDGETS if k in test)
+    value = test[key]
+    if value is None:
+        return "?"
+    return secs(value) if key == "second_budget" else f"{value:,.3g} {BUDGETS[key]}"
+
+
+def batch_table(batch: dict):
+    """Per batch size: its own rate, its budget, accuracy, time to target, cost and memory."""
+    found = sizes(batch)
+    if not found:
+        return None
     rows = {}
-    for label in labels:
-        r = runs[runs["batch_label"] == label]
-        first_epoch = curves[(curves["batch_label"] == label) & np.isclose(curves["epoch"], 1.0)]
-        role = role_of.get(label)
-        speed, memory = PRIMER_WORDS.get(role, ("", ""))
-        reached = int(r["steps_to_target"].notna().sum())
-        name = f"{label} ({ROLE_NAMES[role]})" if role else label
-        rows[name] = {
-            "primer: speed": speed or "—",
-            "val. accuracy after 1 epoch": ci(Interval.of(first_epoch["val_accuracy"])),
-            f"final val. accuracy ({int(r['epochs_run'].max())} epochs)": ci(
-                Interval.of(r["final_val_accuracy"])
+    for label, f in found:
+        memory = f.get("peak_memory_bytes") or {}
+        edge = f.get("on_edge")
+        seeds, reached = f.get("seeds", 0), f.get("seeds_reaching_target", 0)
+        rows[label] = {
+            "own learning rate": rate(f.get("learning_rate"))
+            + (f" ⚠ the {EDGE_WORDS.get(edge, edge)} tried" if edge else ""),
+            "epochs": f.get("epochs", "—"),
+            "optimizer steps": f"{f['steps']:,}" if f.get("steps") is not None else "—",
+            "training seconds": ci(Interval.read(f.get("train_seconds")), "secs"),
+            "val. accuracy after epoch 1": ci(Interval.read(f.get("val_accuracy_epoch1"))),
+            "final val. accuracy": ci(Interval.read(f.get("final_val_accuracy"))),
+            "steps to target": _reached(Interval.read(f.get("steps_to_target")), "count", reached, seeds),
+            "seconds to target": _reached(Interval.read(f.get("seconds_to_target")), "secs", reached, seeds),
+            "seconds per step": ci(Interval.read(f.get("seconds_per_step")), "secs"),
+            "peak memory: median [range] (repeats)": (
+                f"{size(memory.get('median'))} [{size(memory.get('low'))} to {size(memory.get('high'))}] "
+                f"({memory.get('repeats', '?')})"
+                if memory
+                else "—"
             ),
-            f"steps to {100 * target:.0f}%": _reached(r["steps_to_target"], reached, len(r), "count"),
-            f"seconds to {100 * target:.0f}%": _reached(r["seconds_to_target"], reached, len(r), "secs"),
-            "seconds per epoch": secs(r["seconds_per_epoch"].mean()),
-            "primer: memory": memory or "—",
-            "peak memory above start": ci(Interval.of(r["peak_memory_bytes"]), "bytes"),
+            "analytic size": size(f.get("analytic_memory_bytes")),
+            "unstable seeds": f"{f.get('seeds_unstable', 0)} of {seeds}",
         }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "batch size"
-    return table
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("batch size")
+    return styled(table, "batch-sizes").map(lambda text: "color: #cf222e" if "⚠" in str(text) else "")
 
 
-def _reached(values: pd.Series, reached: int, seeds: int, kind: str) -> str:
+def _reached(interval: Interval, kind: str, reached: int, seeds: int) -> str:
     if reached == 0:
-        return f"not reached (0/{seeds})"
-    text = ci(Interval.of(values), kind)
-    return text if reached == seeds else f"{text} ({reached}/{seeds} seeds)"
+        return f"not reached (0 of {seeds})"
+    text = ci(interval, kind)
+    return text if reached >= seeds else f"{text} ({reached} of {seeds} seeds)"
+
+
+def _log_x(ax) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _colors(labels: list[str]) -> dict:
+    return dict(zip(labels, sns.color_palette("colorblind", len(labels)), strict=True))
+
+
+def tuning_figure(trials: pd.DataFrame) -> Figure | None:
+    """Each size's tuning: mean final validation accuracy over the tuning seeds against the rate tried,
+    the chosen rate starred."""
+    if trials.empty:
+        return None
+    labels = order(trials["batch_label"].dropna())
+    colors = _colors(labels)
+    figure, axes = new_figure(1, 1, (8, 4))
+    ax = axes[0, 0]
+    for label in labels:
+        own = trials[trials["batch_label"] == label]
+        means = own.groupby("learning_rate")["mean_val_accuracy"].first().sort_index()
+        ax.plot(means.index, means, "o-", color=colors[label], markersize=4, label=f"batch {label}")
+        best = own[own["chosen"]].groupby("learning_rate")["mean_val_accuracy"].first()
+        ax.plot(best.index, best, "*", color=colors[label], markeredgecolor="black", markersize=14, zorder=5)
+    _log_x(ax)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+    ax.set(xlabel="learning rate (log scale)", ylabel="final validation accuracy (mean over tuning seeds)",
+           title="Each batch size's own learning rate (star: chosen)")  # fmt: skip
+    ax.grid(color="0.93")
+    ax.legend(fontsize=8, loc="best")
+    return figure
 
 
 def curves_figure(curves: pd.DataFrame) -> Figure | None:
-    """Validation accuracy against epochs, optimizer steps and seconds (log axes), a line per batch size."""
+    """Validation accuracy against epochs, optimizer steps and seconds (log axes), a line per batch size
+    at its own rate: the mean over seeds, shaded its range."""
     if curves.empty:
         return None
-    labels = _order(curves["batch_label"])
-    colors = dict(zip(labels, sns.color_palette("viridis", len(labels)), strict=True))
-    figure, axes = new_figure(1, 3, (15, 4.2), sharey=True)
+    labels = order(curves["batch_label"].dropna())
+    colors = _colors(labels)
+    figure, axes = new_figure(1, 3, (15, 4.4), sharey=True)
     panels = [
-        ("epoch", "epochs (passes over the training split)"),
+        ("epoch", "epochs (passes over the training subset)"),
         ("step", "optimizer steps"),
         ("seconds", "seconds of training (one run alone)"),
     ]
@@ -89,79 +165,15 @@ def curves_figure(curves: pd.DataFrame) -> Figure | None:
             rows = curves[curves["batch_label"] == label].dropna(subset=["val_accuracy"])
             grouped = rows.groupby("step")
             x = grouped[column].mean()
-            stats = [Interval.of(group["val_accuracy"]) for _, group in grouped]
-            mean = [s.mean for s in stats]
-            ax.plot(x, mean, marker="o", markersize=3, color=colors[label], label=f"batch {label}")
-            low = [s.low if s.has_interval else s.mean for s in stats]
-            high = [s.high if s.has_interval else s.mean for s in stats]
-            ax.fill_between(x, low, high, color=colors[label], alpha=0.2, linewidth=0)
-        ax.set_xscale("log")
+            own = f"batch {label}" + (f" (rate {rate(rows['learning_rate'].iloc[0])})" if len(rows) else "")
+            accuracy = grouped["val_accuracy"]
+            ax.plot(x, accuracy.mean(), marker="o", markersize=3, color=colors[label], label=own)
+            ax.fill_between(x, accuracy.min(), accuracy.max(), color=colors[label], alpha=0.2, linewidth=0)
+        _log_x(ax)
         ax.set_xlabel(title)
         ax.grid(True, which="major", alpha=0.3)
+    axes[0, 0].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
     axes[0, 0].set_ylabel("validation accuracy")
     axes[0, 0].legend(loc="upper left", fontsize=8)
-    figure.suptitle("Mini-batch SGD at one learning rate: mean over seeds, 95% band")
+    figure.suptitle("Plain SGD, each batch size at its own tuned rate: mean over seeds, shaded: their range")
     return figure
-
-
-def batch_text(runs: pd.DataFrame, curves: pd.DataFrame, found: list[dict]) -> str:
-    """What the sweep shows, in words computed from it, and what the claims table made of it."""
-    labels = _order(runs["batch_label"])
-    first = {
-        label: curves[(curves["batch_label"] == label) & np.isclose(curves["epoch"], 1.0)][
-            "val_accuracy"
-        ].mean()
-        for label in labels
-    }
-    per_epoch_best = max(first, key=first.get)
-    seconds = runs.groupby("batch_label")["seconds_to_target"].median().dropna()
-    speed = runs.groupby("batch_label")["seconds_per_step"].median()
-    target = runs["target_accuracy"].iloc[0]
-    lines = [
-        f"After one pass over the data, batch {per_epoch_best} is furthest ahead "
-        f"({100 * first[per_epoch_best]:.1f}% on validation, against {100 * first['full']:.1f}% for the "
-        "whole split, which has taken a single step by then)."
-        if "full" in first
-        else "",
-        f"A step costs {1e6 * speed.min():.0f} µs at batch {speed.idxmin()} and "
-        f"{1e3 * speed.max():.0f} ms at batch {speed.idxmax()} (one run alone on this machine).",
-        _per_step_text(curves, [x for x in labels if x != "full"]),
-    ]
-    if len(seconds):
-        fastest = seconds.idxmin()
-        lines.append(
-            f"In wall-clock terms, batch {fastest} reaches {100 * target:.0f}% validation accuracy first "
-            f"(median {secs(seconds.min())}); "
-            + (
-                "batch sizes that never got there in the study's epochs: "
-                + ", ".join(x for x in labels if x not in seconds.index)
-                + "."
-                if len(seconds) < len(labels)
-                else "every batch size got there."
-            )
-        )
-    claim = next((c for c in found if c["id"] == "batch_tradeoffs"), None)
-    if claim:
-        lines.append(f"The claims table's verdict on the primer's tradeoffs: **{claim['verdict']}**.")
-    return "\n\n".join(line for line in lines if line)
-
-
-def _per_step_text(curves: pd.DataFrame, labels: list[str]) -> str:
-    """Each batch size's validation accuracy at the most steps every one of them took (the whole split,
-    with one step per epoch, is left out: its few steps would set the budget)."""
-    if len(labels) < 2:
-        return ""
-    totals = [curves[curves["batch_label"] == x]["step"].max() for x in labels]
-    budget = min(totals)
-    at = {}
-    for label in labels:
-        rows = curves[curves["batch_label"] == label]
-        values = [
-            at_budget(seed_rows.sort_values("step"), "step", budget) for _, seed_rows in rows.groupby("seed")
-        ]
-        at[label] = Interval.of([x for x in values if x is not None])
-    parts = ", ".join(f"batch {label} {ci(at[label])}" for label in labels)
-    return (
-        f"Per optimizer step, after {budget:,.0f} steps (the most that every batch size but the whole "
-        f"split took), validation accuracy: {parts}."
-    )

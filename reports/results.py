@@ -1,15 +1,15 @@
 """The study's tables as the report reads them, and numbers as words.
 
-Reads only what compare and evaluate wrote: metrics/summary.json (per variant and protocol, each
-metric's mean over seeds with its 95% interval), metrics/runs.csv (one row per run), plots/curves.csv,
-metrics/pairwise.csv (paired differences in test accuracy), metrics/tuning.csv and tuning.json (the
-learning rates tuning tried, and its protocol), metrics/momentum.csv and plots/momentum_curves.csv (the
-momentum sweep) and metrics/eval/. Nothing is known in advance about which optimizer wins, and a variant,
-protocol or section the study did not produce is reported as absent, never assumed.
+The report formats and draws what the stages wrote; it decides nothing. Every verdict, interval,
+`unstable` flag and on-the-edge flag it shows was written by a stage: compare (metrics/claims.json,
+summary.json, runs.csv, tuning.csv and tuning.json), evaluate (metrics/eval/), the momentum sweep
+(metrics/momentum.csv), the batch-size sweep (metrics/batch_size.json, batch_tuning.csv,
+plots/batch_size_curves.csv) and the landscapes (metrics/landscapes.csv,
+plots/landscapes/trajectories.csv). What the report works out itself is arithmetic for display: means
+and ranges over seeds for figures, shares of starts, counts.
 
-The variants are grouped by their settings, not by their names: full-batch plain SGD is BGD, batch
-size 1 is SGD, any other plain SGD is mini-batch (the first one is the baseline the others are compared
-with); SGD with momentum, the adaptive optimizers and the scheduled variants form the other groups.
+Nothing is known in advance about which optimizer wins, and a table a study did not produce (an empty
+sweep, a variant without runs) is reported as absent, never assumed.
 """
 
 import json
@@ -24,19 +24,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from ruamel.yaml import YAML
 
-from study.statistics import describe, paired_difference
-
-PROTOCOLS = ("defaults", "tuned")
-TO_TARGET = ["epochs_to_target", "steps_to_target", "seconds_to_target"]
-CURVE_MEASURES = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "steps"]
-FLAGS = ["diverged", "nesterov", "op_determinism", "chosen"]
-VERDICT_TEXT = {
-    "better": "**better**",
-    "worse": "**worse**",
-    "within noise": "within noise",
-    "one seed": "one seed, no interval",
-    "unknown": "not comparable",
-}
+PROTOCOLS = ("tuned", "defaults")  # the tuned protocol is primary: it comes first everywhere
+PROTOCOL_NAMES = {"tuned": "tuned", "defaults": "at Keras' defaults"}
+FLAGS = ["diverged", "unstable", "nesterov", "op_determinism", "chosen"]
 TEXT_COLUMNS = {
     "variant",
     "protocol",
@@ -46,12 +36,19 @@ TEXT_COLUMNS = {
     "device",
     "tensorflow",
     "keras",
+    "stage",
+    "function",
+    "test",
+    "stands_for",
+    "setting",
+    "batch_label",
+    "on_edge",
 }
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over seeds with its 95% interval; n is how many seeds had a value."""
+    """A mean with the 95% interval a stage wrote for it (study/statistics.py); n: how many values."""
 
     mean: float
     low: float = math.nan
@@ -59,9 +56,11 @@ class Interval:
     n: int = 0
 
     @classmethod
-    def of(cls, values) -> "Interval":
-        d = describe(v for v in values if not missing(v))
-        return cls(*(math.nan if d[k] is None else d[k] for k in ("mean", "ci_low", "ci_high")), d["n_seeds"])
+    def read(cls, fields: dict | None) -> "Interval":
+        """From a `{mean, ci_low, ci_high, n_seeds}` entry of summary.json or batch_size.json."""
+        fields = fields or {}
+        values = [_float(fields.get(k)) for k in ("mean", "ci_low", "ci_high")]
+        return cls(*values, int(fields.get("n_seeds") or 0))
 
     @property
     def known(self) -> bool:
@@ -72,101 +71,75 @@ class Interval:
         return self.n >= 2 and not (missing(self.low) or missing(self.high))
 
 
-@dataclass(frozen=True)
-class Difference:
-    """a − b, paired by seed: its mean, 95% interval, seeds compared, and share of seeds where a won."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-    share: float = math.nan
-
-    @classmethod
-    def of(cls, a, b) -> "Difference":
-        """From two per-seed sequences in the same seed order (study.statistics.paired_difference)."""
-        d = paired_difference([None if missing(x) else x for x in a], [None if missing(y) else y for y in b])
-        values = [math.nan if d[k] is None else d[k] for k in ("mean", "ci_low", "ci_high", "share_a_better")]
-        return cls(values[0], values[1], values[2], d["n_seeds"], values[3])
-
-    @property
-    def verdict(self) -> str:
-        """`better`, `worse`, `within noise` (the interval includes 0), `one seed` or `unknown`."""
-        if missing(self.mean):
-            return "unknown"
-        if self.n < 2:
-            return "one seed"
-        if self.low <= 0 <= self.high:
-            return "within noise"
-        return "better" if self.mean > 0 else "worse"
-
-    def text(self) -> str:
-        """`+0.25 points [-0.10, 0.60], higher in 3 of 5 seeds`."""
-        if missing(self.mean):
-            return "not comparable"
-        text = ci(Interval(self.mean, self.low, self.high, self.n), "points")
-        if not missing(self.share) and self.n >= 1:
-            text += f", higher in {round(self.share * self.n)} of {self.n} seeds"
-        return text
-
-
-class Results:
-    """Every table of the study, cleaned: flags as booleans, numbers as floats (missing: NaN)."""
+class Tables:
+    """Every table the report reads, cleaned: flags as booleans, numbers as floats (missing: NaN)."""
 
     def __init__(
         self,
+        claims: list[dict],
         summary: dict,
         runs: pd.DataFrame,
         curves: pd.DataFrame,
         evaluations: dict[str, dict],
-        target: float,
-        pairwise: pd.DataFrame | None = None,
+        compare: dict,
         tuning: pd.DataFrame | None = None,
         tuning_protocol: dict | None = None,
         momentum: pd.DataFrame | None = None,
-        momentum_curves: pd.DataFrame | None = None,
+        batch: dict | None = None,
+        batch_tuning: pd.DataFrame | None = None,
+        batch_curves: pd.DataFrame | None = None,
+        landscapes: pd.DataFrame | None = None,
+        trajectories: pd.DataFrame | None = None,
     ):
-        self.target = float(target)
-        self.summary = _summary_frame(summary)
-        self.runs = _clean(runs, ["variant", "protocol", "seed"])
-        self.curves = _clean(curves, ["variant", "protocol", "seed", "epoch", *CURVE_MEASURES])
-        self.evaluations = evaluations
-        self.pairwise = _clean(pairwise, ["protocol", "variant_a", "variant_b", "mean", "within_noise"])
-        self.tuning = _clean(tuning, ["variant", "learning_rate", "val_accuracy", "diverged", "chosen"])
-        self.tuning_protocol = tuning_protocol or {}
-        self.momentum = _clean(momentum, ["momentum", "nesterov", "seed", "final_val_accuracy", "diverged"])
-        self.momentum_curves = _clean(
-            momentum_curves, ["momentum", "nesterov", "seed", "epoch", "loss", "val_accuracy", "val_loss"]
+        self.claims = claims
+        self.compare = compare
+        self.target = float(compare["target_accuracy"])
+        self.summary = summary or {}
+        self.runs = clean(runs, ["variant", "protocol", "seed", "learning_rate", "diverged", "unstable"])
+        self.curves = clean(
+            curves, ["variant", "protocol", "seed", "epoch", "loss", "val_accuracy", "seconds"]
         )
-        for frame in (self.momentum, self.momentum_curves):
-            frame["momentum"] = frame["momentum"].fillna(0.0)
+        self.evaluations = evaluations
+        self.tuning = clean(
+            tuning, ["variant", "stage", "learning_rate", "seed", "val_accuracy", "val_accuracy_epoch1",
+                     "mean_val_accuracy", "diverged", "unstable", "chosen"]
+        )  # fmt: skip
+        self.tuning_protocol = tuning_protocol or {}
+        self.momentum = clean(
+            momentum, ["momentum", "nesterov", "effective_step", "learning_rate", "seed",
+                       "val_accuracy_epoch1", "final_val_accuracy", "diverged"]
+        )  # fmt: skip
+        self.batch = batch or {}
+        self.batch_tuning = clean(
+            batch_tuning, ["batch_label", "batch_size", "stage", "learning_rate", "seed", "mean_val_accuracy",
+                           "diverged", "chosen"]
+        )  # fmt: skip
+        self.batch_curves = clean(
+            batch_curves, ["batch_label", "batch_size", "seed", "step", "epoch", "seconds", "val_accuracy"]
+        )
+        self.landscapes = clean(
+            landscapes, ["function", "test", "variant", "stands_for", "setting", "learning_rate", "start",
+                         "reached_global", "escaped", "barrier_crossings", "steps_to_tolerance", "diverged"]
+        )  # fmt: skip
+        self.trajectories = clean(trajectories, ["function", "test", "variant", "start", "step", "x", "y"])
 
-        named = list(dict.fromkeys([*self.summary.index.get_level_values("variant"), *self.runs["variant"]]))
+        named = list(dict.fromkeys([*self.summary, *self.runs["variant"].dropna()]))
         self.variants: list[str] = [v for v in named if isinstance(v, str)]
-        present = set(self.summary.index.get_level_values("protocol")) | set(self.runs["protocol"].dropna())
+        present = {p for fields in self.summary.values() for p in (fields or {})} | set(
+            self.runs["protocol"].dropna()
+        )
         self.protocols: list[str] = [p for p in PROTOCOLS if p in present] + sorted(present - set(PROTOCOLS))
-        kept = survivors(self.curves, self.runs, ["variant", "protocol"])
-        self.mean_curves = bands(kept, ["variant", "protocol", "epoch"], CURVE_MEASURES)
-        self.settings = _settings(self.runs, self.variants)
-        self.groups = _groups(self.settings)
         colors = sns.color_palette("tab10" if len(self.variants) <= 10 else "husl", len(self.variants))
         self.palette = dict(zip(self.variants, colors, strict=True))
 
-    # --- what the study holds -------------------------------------------------------------------
-
     @property
-    def baseline(self) -> str | None:
-        """The plain mini-batch SGD variant the other groups are compared with."""
-        return (self.groups["mbgd"] or [None])[0]
+    def target_text(self) -> str:
+        return f"{100 * self.target:g}%"
 
     @property
     def epochs(self) -> int:
-        epochs = pd.concat([self.runs["epochs_run"], self.curves["epoch"]]).max() if len(self.runs) else 0
+        epochs = self.runs["epochs_run"].max() if "epochs_run" in self.runs else math.nan
         return 0 if missing(epochs) else int(epochs)
-
-    @property
-    def seeds(self) -> list[int]:
-        return sorted(int(s) for s in self.runs["seed"].dropna().unique())
 
     @property
     def chance(self) -> float | None:
@@ -177,41 +150,12 @@ class Results:
                     return 1 / len(scores["per_class_accuracy"])
         return None
 
-    @property
-    def target_text(self) -> str:
-        return f"{100 * self.target:g}%"
-
-    def section(self, name: str) -> list[str]:
-        """The variants a section plots: its group, and the baseline beside it when the group exists."""
-        if name == "gd":
-            return self.groups["bgd"] + self.groups["sgd"] + self.groups["mbgd"]
-        members = self.groups[name]
-        return ([self.baseline] if members and self.baseline else []) + members
-
-    # --- one variant under one protocol ---------------------------------------------------------
-
-    def value(self, variant: str, protocol: str, column: str) -> float:
-        """A summary field: a metric's mean over seeds, or learning_rate, seeds, seeds_reaching_target."""
-        key = (variant, protocol)
-        if key not in self.summary.index or column not in self.summary.columns:
-            return math.nan
-        return self.summary.at[key, column]
+    def fields(self, variant: str, protocol: str) -> dict:
+        return (self.summary.get(variant) or {}).get(protocol) or {}
 
     def interval(self, variant: str, protocol: str, metric: str) -> Interval:
-        """A metric's mean over seeds with its 95% interval, as compare wrote it."""
-        mean, low, high, n = (self.value(variant, protocol, metric + s) for s in ("", "_low", "_high", "_n"))
-        return Interval(mean, low, high, _int(n))
-
-    def learning_rate(self, variant: str, protocol: str) -> float:
-        """The (initial) rate a variant ran at under a protocol; tuned: the rate its tuning chose."""
-        rate = self.value(variant, protocol, "learning_rate")
-        if missing(rate):
-            rates = self.runs_of(variant, protocol)["learning_rate"].dropna()
-            if protocol == "tuned" and rates.empty:
-                trials = self.tuning[(self.tuning["variant"] == variant) & self.tuning["chosen"]]
-                rates = trials["learning_rate"].dropna()
-            rate = rates.iloc[0] if len(rates) else math.nan
-        return rate
+        """A metric's mean over seeds with its 95% interval, as compare wrote it in summary.json."""
+        return Interval.read(self.fields(variant, protocol).get(metric))
 
     def runs_of(self, variant: str, protocol: str | None = None) -> pd.DataFrame:
         mask = self.runs["variant"] == variant
@@ -219,57 +163,40 @@ class Results:
             mask &= self.runs["protocol"] == protocol
         return self.runs[mask]
 
-    def seed_count(self, variant: str, protocol: str) -> int:
-        seeds = self.value(variant, protocol, "seeds")
-        return len(self.runs_of(variant, protocol)) if missing(seeds) else int(seeds)
+    def learning_rate(self, variant: str, protocol: str) -> float:
+        """The (initial) rate a variant trained at under a protocol; tuned: the rate its tuning chose."""
+        rate = _float(self.fields(variant, protocol).get("learning_rate"))
+        if missing(rate):
+            rates = self.runs_of(variant, protocol)["learning_rate"].dropna()
+            rate = rates.iloc[0] if len(rates) else math.nan
+        return rate
 
-    def reached(self, variant: str, protocol: str) -> int:
-        reached = self.value(variant, protocol, "seeds_reaching_target")
-        if missing(reached):
-            reached = self.runs_of(variant, protocol)["epochs_to_target"].notna().sum()
-        return int(reached)
-
-    def diverged(self, variant: str, protocol: str | None = None) -> pd.DataFrame:
-        runs = self.runs_of(variant, protocol)
-        return runs.loc[runs["diverged"], ["protocol", "seed", "diverged_epoch"]]
-
-    def difference(self, protocol: str, a: str, b: str) -> Difference | None:
-        """a − b in test accuracy, paired by seed, as compare wrote it; None where it did not."""
-        table = self.pairwise
-        for first, second, sign in ((a, b, 1), (b, a, -1)):
-            rows = table[
-                (table["protocol"] == protocol)
-                & (table["variant_a"] == first)
-                & (table["variant_b"] == second)
-            ]
-            if len(rows):
-                row = rows.iloc[0]
-                low, high = (row["ci_low"], row["ci_high"]) if sign > 0 else (-row["ci_high"], -row["ci_low"])
-                share = row.get("share_a_better", math.nan) if sign > 0 else math.nan
-                return Difference(sign * row["mean"], low, high, _int(row.get("n_seeds")), share)
-        return None
+    def seeds(self, protocol: str) -> list[int]:
+        runs = self.runs[self.runs["protocol"] == protocol]
+        return sorted(int(s) for s in runs["seed"].dropna().unique())
 
 
 def load(
+    claims_path,
     summary_path,
     runs_path,
     curves_path,
     eval_dir,
-    target_accuracy=None,
-    pairwise_path=None,
     tuning_path=None,
     tuning_protocol_path=None,
     momentum_path=None,
-    momentum_curves_path=None,
+    batch_summary_path=None,
+    batch_tuning_path=None,
+    batch_curves_path=None,
+    landscapes_path=None,
+    trajectories_path=None,
+    compare=None,
     params_path="params.yaml",
-) -> Results:
-    """Read the tables compare and evaluate wrote; the target defaults to params.yaml's.
-
-    A table whose path is None is absent from this study, and its section says so.
-    """
-    if target_accuracy is None:
-        raw = YAML(typ="safe", pure=True).load(Path(params_path).read_text())
-        target_accuracy = raw["compare"]["target_accuracy"]
+) -> Tables:
+    """Read what the stages wrote. `compare` (how claims are judged, the target accuracy) defaults to
+    params.yaml's; a table whose path is None is absent from this study, and its section says so."""
+    if compare is None:
+        compare = params_value("compare", params_path=params_path)
 
     def table(path):
         return None if path is None else pd.read_csv(path)
@@ -277,80 +204,35 @@ def load(
     def document(path):
         return None if path is None else json.loads(Path(path).read_text())
 
-    return Results(
+    return Tables(
+        claims=document(claims_path),
         summary=document(summary_path),
         runs=pd.read_csv(runs_path),
         curves=pd.read_csv(curves_path),
         evaluations={path.stem: document(path) for path in sorted(Path(eval_dir).glob("*.json"))},
-        target=target_accuracy,
-        pairwise=table(pairwise_path),
+        compare=compare,
         tuning=table(tuning_path),
         tuning_protocol=document(tuning_protocol_path),
         momentum=table(momentum_path),
-        momentum_curves=table(momentum_curves_path),
+        batch=document(batch_summary_path),
+        batch_tuning=table(batch_tuning_path),
+        batch_curves=table(batch_curves_path),
+        landscapes=table(landscapes_path),
+        trajectories=table(trajectories_path),
     )
 
 
-def survivors(curves: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The curves of the runs that did not diverge, where at least one of their group did not.
-
-    A diverged run's last epoch is meaningless and its later epochs are missing: averaged in, it would
-    pull one epoch down and vanish from the next. Where every seed of a group diverged, all are kept.
-    """
-    if curves.empty or "diverged" not in runs:
-        return curves
-    flags = runs[[*keys, "seed", "diverged"]].drop_duplicates([*keys, "seed"])
-    flags = flags.assign(all_diverged=flags.groupby(keys, dropna=False)["diverged"].transform("all"))
-    merged = curves.merge(flags, on=[*keys, "seed"], how="left")
-    drop = merged["diverged"].eq(True) & merged["all_diverged"].eq(False)
-    return curves[~drop.to_numpy()]
+def params_value(*keys: str, params_path="params.yaml"):
+    """A value of params.yaml, for a notebook run without the stage's parameters."""
+    value = YAML(typ="safe", pure=True).load(Path(params_path).read_text())
+    for key in keys:
+        value = value[key]
+    return value
 
 
-def bands(frame: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
-    """Per group of `keys`: each column's mean over seeds with its 95% interval (`<column>_low/_high`)."""
-    rows = []
-    for key, group in frame.groupby(keys, sort=False, dropna=False):
-        row = dict(zip(keys, key, strict=True))
-        for column in columns:
-            interval = Interval.of(group[column])
-            row |= {column: interval.mean, f"{column}_low": interval.low, f"{column}_high": interval.high}
-            row[f"{column}_n"] = interval.n
-        rows.append(row)
-    extra = [f"{c}{s}" for c in columns for s in ("", "_low", "_high", "_n")]
-    return pd.DataFrame(rows, columns=[*keys, *extra])
-
-
-# --- reading the tables ------------------------------------------------------------------------
-
-
-def _summary_frame(raw: dict) -> pd.DataFrame:
-    """summary.json as one row per (variant, protocol): `<metric>` (the mean), `_low`, `_high`, `_n`."""
-    rows = []
-    for variant, protocols in (raw or {}).items():
-        for protocol, fields in (protocols or {}).items():
-            if not isinstance(fields, dict):  # not {protocol: {metric: ...}}: nothing this report can read
-                continue
-            row = {"variant": variant, "protocol": protocol}
-            for name, value in (fields or {}).items():
-                if isinstance(value, dict):
-                    row |= {
-                        name: value.get("mean"),
-                        f"{name}_std": value.get("std"),
-                        f"{name}_low": value.get("ci_low"),
-                        f"{name}_high": value.get("ci_high"),
-                        f"{name}_n": value.get("n_seeds"),
-                    }
-                else:
-                    row[name] = value
-            rows.append(row)
-    frame = pd.DataFrame(rows, columns=["variant", "protocol"] if not rows else None)
-    numbers = [c for c in frame.columns if c not in ("variant", "protocol")]
-    frame[numbers] = frame[numbers].apply(pd.to_numeric, errors="coerce").astype(float)
-    return frame.set_index(["variant", "protocol"])
-
-
-def _clean(frame: pd.DataFrame | None, required: list[str]) -> pd.DataFrame:
-    """A copy with every required column present, flags as booleans and other numbers as floats."""
+def clean(frame: pd.DataFrame | None, required: list[str]) -> pd.DataFrame:
+    """A copy with every required column present, flags as booleans, words as words and other columns
+    as floats ("not reached" and other words in a number column: NaN)."""
     frame = pd.DataFrame() if frame is None else frame.copy()
     for column in required:
         if column not in frame:
@@ -358,10 +240,10 @@ def _clean(frame: pd.DataFrame | None, required: list[str]) -> pd.DataFrame:
     for column in frame.columns:
         if column in FLAGS:
             frame[column] = frame[column].map(_true).astype(bool)
-        elif column in ("variant_a", "variant_b") or column in TEXT_COLUMNS:
-            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
-        elif column == "within_noise":
-            frame[column] = frame[column].map(lambda v: math.nan if missing(v) else _true(v))
+        elif column in TEXT_COLUMNS:
+            frame[column] = frame[column].map(lambda v: None if missing(v) else str(v)).astype(object)
+        elif column == "escaped":  # empty outside the escape test
+            frame[column] = frame[column].map(lambda v: math.nan if missing(v) else float(_true(v)))
         else:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     return frame.reset_index(drop=True)
@@ -371,50 +253,11 @@ def _true(value) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "1.0")
 
 
-def _int(value) -> int:
-    return 0 if missing(value) else int(value)
-
-
-def _settings(runs: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
-    """Each variant's settings, from its runs (the defaults protocol first)."""
-    order = runs.assign(_tuned=runs["protocol"] != "defaults").sort_values("_tuned", kind="stable")
-    columns = [
-        "optimizer",
-        "batch_size",
-        "learning_rate",
-        "momentum",
-        "nesterov",
-        "schedule",
-        "steps_per_epoch",
-    ]
-    for column in columns:
-        if column not in order:
-            order[column] = math.nan
-    settings = order.drop_duplicates("variant").set_index("variant")[columns].reindex(variants)
-    settings["momentum"] = settings["momentum"].fillna(0.0)
-    settings["nesterov"] = settings["nesterov"].fillna(False).astype(bool)
-    return settings
-
-
-def _groups(settings: pd.DataFrame) -> dict[str, list[str]]:
-    sgd = settings["optimizer"].eq("sgd")
-    momentum = settings["momentum"].gt(0)
-    scheduled = settings["schedule"].notna() & settings["schedule"].ne("")
-    plain = sgd & ~momentum & ~scheduled
-    full = settings["steps_per_epoch"].eq(1)
-    known = settings["optimizer"].notna()
-
-    def names(mask) -> list[str]:
-        return list(settings.index[(mask & known).fillna(False).astype(bool)])
-
-    return {
-        "bgd": names(plain & full),
-        "sgd": names(plain & ~full & settings["batch_size"].eq(1)),
-        "mbgd": names(plain & ~full & settings["batch_size"].gt(1)),
-        "momentum": names(sgd & momentum & ~scheduled),
-        "adaptive": names(~sgd & ~scheduled),
-        "schedule": names(scheduled),
-    }
+def _float(value) -> float:
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 # --- numbers as words ---------------------------------------------------------------------------
@@ -459,8 +302,11 @@ def unit_style(kind: str, value: float) -> tuple[float, int, str]:
     """(scale, decimals, unit) to write `value` as `kind`; an interval's bounds use the same."""
     if kind in ("pct", "points"):
         return 100.0, 2, "%" if kind == "pct" else " points"
-    if kind == "secs":
-        return 1.0, 0 if value >= 100 else 1 if value >= 1 else 2, " s"
+    if kind == "secs":  # what a step costs is micro- or milliseconds, a run's seconds or minutes
+        magnitude = abs(value)
+        if magnitude >= 0.1 or magnitude == 0:
+            return 1.0, 0 if magnitude >= 100 else 1 if magnitude >= 1 else 2, " s"
+        return (1e3, 1, " ms") if magnitude >= 1e-3 else (1e6, 1, " µs")
     if kind == "bytes":
         for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
             if abs(value) >= scale:
@@ -470,20 +316,16 @@ def unit_style(kind: str, value: float) -> tuple[float, int, str]:
 
 
 def ci(interval: Interval, kind: str = "pct") -> str:
-    """A mean with its 95% interval: `97.14% [96.90, 97.38]`; the mean alone from one seed."""
+    """A mean with its 95% interval: `97.14% [96.90, 97.38]`; the mean alone without an interval."""
     if interval is None or not interval.known:
         return "—"
-    if kind == "g":  # three significant digits, whatever the size
-        bounds = f" [{interval.low:.3g}, {interval.high:.3g}]" if interval.has_interval else ""
-        return f"{interval.mean:.3g}" + (bounds if interval.low != interval.high else "")
     scale, digits, unit = unit_style(kind, interval.mean)
     if kind == "count" and all(
         missing(v) or float(v).is_integer() for v in (interval.mean, interval.low, interval.high)
     ):
         digits = 0
-    sign = "+" if kind == "points" else ""
-    text = f"{interval.mean * scale:{sign},.{digits}f}{unit}"
-    if interval.has_interval and (interval.low != interval.high or kind == "points"):
+    text = f"{interval.mean * scale:,.{digits}f}{unit}"
+    if interval.has_interval and interval.low != interval.high:
         low, high = interval.low, interval.high
         if kind == "pct":  # an interval is shown within what the quantity can be
             low, high = max(low, 0.0), min(high, 1.0)
@@ -505,13 +347,8 @@ def names(variants) -> str:
 
 
 def plural(n: int | None, word: str) -> str:
-    """`1 epoch`, `5 epochs`; `? epochs` when the number was not recorded."""
-    return f"{'?' if n is None else n} {word}" + ("" if n == 1 else "s")
-
-
-def ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
+    """`1 epoch`, `5 epochs`, `1,000 steps`; `? epochs` when the number was not recorded."""
+    return f"{'?' if n is None else f'{n:,}'} {word}" + ("" if n == 1 else "s")
 
 
 # --- display ------------------------------------------------------------------------------------
@@ -533,7 +370,26 @@ def show(*items) -> None:
 
 
 def new_figure(nrows: int, ncols: int, figsize, **kwargs):
-    """A figure on matplotlib's Agg canvas (no pyplot state) and its axes as a flat array."""
+    """A figure on matplotlib's Agg canvas (no pyplot state) and its axes as a 2-D array."""
     figure = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(figure)
     return figure, figure.subplots(nrows, ncols, squeeze=False, **kwargs)
+
+
+def styled(table: pd.DataFrame, uuid: str, colors: dict | None = None, columns=()):
+    """A table as HTML that keeps its line breaks, left-aligned, with a fixed id (the same study gives
+    the same page); cells of `columns` whose text starts with a key of `colors` take its colour."""
+
+    def color(text) -> str:
+        for word, value in (colors or {}).items():
+            if isinstance(text, str) and text.startswith(word):
+                return f"color: {value}; font-weight: bold"
+        return ""
+
+    style = (
+        table.style.set_uuid(uuid)
+        .set_properties(**{"text-align": "left", "vertical-align": "top"})
+        .set_table_styles([{"selector": "th", "props": [("text-align", "left"), ("vertical-align", "top")]}])
+    )
+    present = [c for c in columns if c in table.columns]
+    return style.map(color, subset=present) if present else style

@@ -1,147 +1,227 @@
-"""The claims table that opens the report: each primer claim, the tests that decided it, its verdict.
+"""The primer's claims as metrics/claims.json holds them: each claim, its verdict per protocol and the
+tests that decided it.
 
-Only displays metrics/claims.json, which compare wrote with study/claims.py: the verdicts are computed
-there from the data, never here.
+Only displays what compare decided (study/claims.py and study/verdicts.py): every verdict, outcome,
+interval, margin and minimum detectable effect here is read from claims.json, never worked out again.
 """
 
-import json
 import math
-from pathlib import Path
 
 import pandas as pd
 
-VERDICT_MARK = {"supported": "supported", "contradicted": "contradicted", "depends": "depends"}
-VERDICT_COLOR = {"supported": "#1a7f37", "contradicted": "#cf222e", "depends": "#9a6700"}
-OUTCOME_MARK = {"supported": "✓", "contradicted": "✗", "within noise": "≈"}
-ACCURACY_WORDS = ("accuracy", "share")
+from reports.results import PROTOCOL_NAMES, rate, size, styled
+
+VERDICT_COLORS = {
+    "supported": "#1a7f37",
+    "contradicted": "#cf222e",
+    "no detectable effect": "#0550ae",
+    "inconclusive": "#6e7781",
+    "mixed": "#9a6700",
+    "not tested": "#6e7781",
+}
+SOURCE_WORDS = {
+    "primer": "the primer's",
+    "implied": "implied: the primer does not assert it; the study adds it",
+}
+LINE_WORDS = {"tuned": "Tuned (each at its own best rate; primary)", "defaults": "At Keras' defaults"}
+BUDGETS = {"epoch_budget": "epochs", "step_budget": "steps", "second_budget": "s"}
 
 
-def load(path) -> list[dict]:
-    return json.loads(Path(path).read_text())
-
-
-def _number(value, measure: str) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if any(word in measure for word in ACCURACY_WORDS):
-        return f"{100 * value:.1f}%"
-    if "memory" in measure:
-        return f"{value / 2**20:.0f} MiB"
-    return f"{value:.3g}"
-
-
-def _points(value, measure: str, signed: bool = True) -> str:
-    if value is None:
-        return "?"
-    if any(word in measure for word in ACCURACY_WORDS):
-        return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
-    return f"{value:+.3g}" if signed else f"{value:.3g}"
-
-
-def test_line(test: dict) -> str:
-    """One test in words: `adam vs mbgd, defaults: 93.1% vs 88.0%, +5.1 points [+4.0, +6.2] (5) ✓`."""
-    mark = OUTCOME_MARK.get(test["outcome"], "?")
-    measure = test.get("measure", "")
-    if "ratio" in test:
-        ratio = test["ratio"]
-        ratio_text = "?" if ratio is None else f"{ratio:.2f}×"
-        return (
-            f"{test['test']}: {_number(test['a_mean'], measure)} vs {_number(test['b_mean'], measure)} "
-            f"({ratio_text}) {mark}"
-        )
-    if "count" in test:
-        return f"{test['test']}: {test['count']} of {test['of']} diverged {mark}"
-    unit = " pts" if any(word in measure for word in ACCURACY_WORDS) else ""
-    interval = (
-        f"[{_points(test.get('ci_low'), measure)}, {_points(test.get('ci_high'), measure)}]"
-        if test.get("ci_low") is not None
-        else "[no interval]"
-    )
+def rule_text(compare: dict) -> str:
+    """How a test is decided and how a claim's tests combine: study/verdicts.py's rule, in words, with
+    params.yaml's numbers."""
+    confidence = float(compare.get("confidence", 0.95))
+    margins = compare.get("margins", {})
+    error = 1 - confidence
     return (
-        f"{test['test']}: {_number(test['a_mean'], measure)} vs {_number(test['b_mean'], measure)}, "
-        f"{_points(test.get('mean'), measure)}{unit} {interval} (n={test.get('n_seeds') or 0}) {mark}"
+        "**How a verdict is reached** (study/verdicts.py; compare decides, this report only shows). Each "
+        "test compares two settings, paired by seed (MNIST) or by start (landscapes), holding the rest "
+        "equal. The *k* tests of one claim under one protocol share an error rate of "
+        f"{error:.2g} (Bonferroni: each at α = {error:.2g}/*k*, so the chance that any of them is wrong by "
+        f"chance is at most {error:.2g}). A test is **no detectable effect** when "
+        f"its 1 − 2α interval lies inside ±margin ({_margins(margins)}: two one-sided tests), so a "
+        "difference smaller than the margin counts as none; otherwise **supported** or **contradicted** "
+        "when its 1 − α interval lies wholly on the predicted or the other side of zero, and "
+        "**inconclusive** when it is too wide to say. The MDE is the smallest true difference the test "
+        "would find with 80% power. Memory repeats are compared by ratio: *much more* when even the "
+        f"smallest ratio is at least {float(compare.get('memory_factor', 1.5)):g}×. A claim's verdict is "
+        "its tests' common outcome, or **mixed**, naming which tests went which way."
     )
 
 
-def claims_table(found: list[dict]) -> pd.DataFrame:
-    """One row per claim: the claim, its verdict, and every test with its numbers."""
-    rows = []
-    for number, claim in enumerate(found, start=1):
-        tests = claim["evidence"]["tests"]
-        evidence = "<br>".join(test_line(t) for t in tests) or "no measurement in this study"
-        notes = claim["evidence"].get("notes") or []
-        if notes:
-            evidence += "<br><i>" + "; ".join(notes) + "</i>"
-        rows.append(
-            {
-                "#": number,
-                "claim (the primer, in our words)": claim["claim"],
-                "verdict": VERDICT_MARK.get(claim["verdict"], claim["verdict"]),
-                "evidence: a vs b, difference a − b [95% interval] (pairs)": evidence,
-            }
-        )
-    return pd.DataFrame(rows).set_index("#")
+def _margins(margins: dict) -> str:
+    words = []
+    if "accuracy" in margins:
+        words.append(f"±{100 * float(margins['accuracy']):g} points of accuracy")
+    if "share" in margins:
+        words.append(f"±{100 * float(margins['share']):g} points of a share of landscape starts")
+    if "steps" in margins:
+        words.append(f"±{100 * float(margins['steps']):g}% of the compared side's steps")
+    return ", ".join(words) or "params.yaml's compare.margins"
 
 
-def styled(table: pd.DataFrame):
-    """The table as HTML that keeps its line breaks, left-aligned, for the notebook and the page."""
+def overview_table(claims: list[dict]):
+    """One row per claim: what it says, whose claim it is, and its verdict under each protocol."""
+    rows = {}
+    for number, claim in enumerate(claims, start=1):
+        verdicts = claim.get("verdicts", {})
+        rows[number] = {
+            "claim": claim["claim"],
+            "whose": SOURCE_WORDS.get(claim.get("source"), claim.get("source") or "—"),
+            **{_protocol_header(p): verdicts[p]["verdict"] for p in PROTOCOL_NAMES if p in verdicts},
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("#")
+    verdict_columns = [_protocol_header(p) for p in PROTOCOL_NAMES]
+    return styled(table, "claims-overview", VERDICT_COLORS, verdict_columns)
 
-    def color(verdict: str) -> str:
-        return f"color: {VERDICT_COLOR[verdict]}; font-weight: bold" if verdict in VERDICT_COLOR else ""
 
-    return (
-        table.style.set_uuid("claims")  # a fixed id: the same study gives the same page
-        .set_properties(**{"text-align": "left", "vertical-align": "top"})
-        .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
-        .map(color, subset=["verdict"])
-    )
+def _protocol_header(protocol: str) -> str:
+    return "verdict, tuned (primary)" if protocol == "tuned" else f"verdict {PROTOCOL_NAMES[protocol]}"
 
 
-def claims_text(found: list[dict]) -> str:
-    """A few sentences: how many claims held, and which the data contradicted or qualified."""
-    numbered = [claim | {"position": i} for i, claim in enumerate(found, start=1)]
-    by = {verdict: [c for c in numbered if c["verdict"] == verdict] for verdict in VERDICT_MARK}
-    lines = [
-        f"Of the primer's {len(found)} claims, the measurements support {len(by['supported'])}, "
-        f"contradict {len(by['contradicted'])}, and qualify {len(by['depends'])} "
-        "(the verdict depends on the measure, the optimizer or the protocol, or the difference is within "
-        "noise)."
-    ]
-    for claim in by["contradicted"]:
-        lines.append(f"- **Contradicted** ({_short(claim)}): {claim['claim']}")
-    for claim in by["depends"]:
-        lines.append(f"- **Depends** ({_short(claim)}): {_depends_words(claim)}")
-    lines.append(
-        "\nHow a verdict is decided: every test compares two settings paired by seed (or by start, on the "
-        "landscapes) and looks at the 95% interval of their difference: wholly on the side the claim "
-        "predicts ✓, wholly on the other ✗, including zero ≈ (within noise). A claim is *supported* "
-        "only when every test is ✓, *contradicted* when every test is ✗, and *depends* otherwise. "
-        "Memory, measured once per setting, counts as different at 1.5× or more."
-    )
+def claim_text(number: int, claim: dict) -> str:
+    """The claim, whose it is, its verdict per protocol (with a mixed verdict's conditions) and notes."""
+    source = SOURCE_WORDS.get(claim.get("source"), claim.get("source"))
+    lines = [f"**{number}. {claim['claim']}** *({source})*", ""]
+    for protocol in PROTOCOL_NAMES:
+        decided = claim.get("verdicts", {}).get(protocol)
+        if decided is None:
+            continue
+        verdict = decided["verdict"]
+        line = f"- **{LINE_WORDS.get(protocol, protocol)}:** **{verdict}**"
+        if decided.get("conditions"):
+            line += f" ({decided['conditions']})"
+        if decided.get("tests"):
+            alpha = decided.get("alpha_per_test")
+            tests = decided["tests"]
+            line += f"; {tests} test{'s' if tests != 1 else ''}"
+            line += f", each at α = {alpha:.2g}" if alpha is not None else ""
+        lines.append(line + ".")
+    lines += [f"- *{note}*" for note in claim.get("notes") or []]
     return "\n".join(lines)
 
 
-def _short(claim: dict) -> str:
-    return f"#{claim['position']}, {claim['id'].replace('_', ' ')}"
-
-
-def _depends_words(claim: dict) -> str:
-    tests = claim["evidence"]["tests"]
+def tests_table(claim: dict, number: int):
+    """The tests of one claim, the tuned protocol's first: means, the difference a − b with its interval
+    at the test's α, the margin with the equivalence interval, the MDE, what was held equal, outcome."""
+    order = list(PROTOCOL_NAMES)
+    tests = sorted(claim.get("tests") or [], key=lambda t: order.index(t.get("protocol", "tuned")))
     if not tests:
-        return "nothing in this study tested it."
-    held = [t["test"] for t in tests if t["outcome"] == "supported"]
-    failed = [t["test"] for t in tests if t["outcome"] == "contradicted"]
-    noise = [t["test"] for t in tests if t["outcome"] == "within noise"]
+        return None
+    rows = [
+        {
+            "protocol": PROTOCOL_NAMES.get(t.get("protocol"), t.get("protocol")),
+            "test": t["test"],
+            "measure": t.get("measure", ""),
+            "a / b": _means(t),
+            "a − b [interval at 1 − α]": _difference(t),
+            "margin ± [equivalence interval]": _margin(t),
+            "MDE": _mde(t),
+            "n": _n(t),
+            "held equal": _held_equal(t),
+            "outcome": t.get("outcome") or "—",
+        }
+        for t in tests
+    ]
+    return styled(pd.DataFrame(rows), f"claim-{number}-tests", VERDICT_COLORS, ["outcome"]).hide(axis="index")
+
+
+def sections(claims: list[dict]) -> list:
+    """Every claim's text and its tests table, in order, for `show`."""
+    items = []
+    for number, claim in enumerate(claims, start=1):
+        items += [claim_text(number, claim), tests_table(claim, number)]
+    return items
+
+
+# --- one test's numbers, in its own unit --------------------------------------------------------------
+
+
+def kind(test: dict) -> str:
+    """How a test's numbers read: `memory` (bytes, decided by ratio), `count`, `points` (accuracies and
+    shares of starts, shown in percentage points) or `number` (steps)."""
+    if "ratio" in test:
+        return "memory"
+    if "count" in test:
+        return "count"
+    measure = test.get("measure", "")
+    return "points" if "accuracy" in measure or "share" in measure else "number"
+
+
+def _value(value, how: str, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    sign = "+" if signed else ""
+    if how == "points":
+        return f"{100 * value:{sign}.2f}"
+    if how == "memory":
+        return size(value)
+    return f"{value:{sign},.3g}" if abs(value) < 1000 else f"{value:{sign},.0f}"
+
+
+def _means(test: dict) -> str:
+    how = kind(test)
+    if how == "count":
+        return "—"
+    unit = "%" if how == "points" else ""
+    return f"{_value(test.get('a_mean'), how)}{unit} / {_value(test.get('b_mean'), how)}{unit}"
+
+
+def _difference(test: dict) -> str:
+    how = kind(test)
+    if how == "count":
+        return f"{test.get('count')} of {test.get('of')}"
+    if how == "memory":
+        if test.get("ratio") is None:
+            return "—"
+        low, high = _ratio(test.get("ratio_low")), _ratio(test.get("ratio_high"))
+        return f"ratio {test['ratio']:.2f}× ({low} to {high} between repeats)"
+    unit = " points" if how == "points" else " steps"
+    text = _value(test.get("mean"), how, signed=True) + unit
+    if test.get("ci_low") is not None:
+        text += f" [{_value(test['ci_low'], how, True)}, {_value(test['ci_high'], how, True)}]"
+    return text
+
+
+def _ratio(value) -> str:
+    return "?" if value is None else f"{value:.2f}×"
+
+
+def _margin(test: dict) -> str:
+    how = kind(test)
+    if how == "memory":
+        return f"factor {test.get('factor', '?')}×" if test.get("factor") is not None else "—"
+    if how == "count" or test.get("margin") is None:
+        return "—"
+    text = f"±{_value(test['margin'], how)}"
+    if test.get("tost_low") is not None:
+        text += f" [{_value(test['tost_low'], how, True)}, {_value(test['tost_high'], how, True)}]"
+    return text
+
+
+def _mde(test: dict) -> str:
+    how = kind(test)
+    if how in ("memory", "count"):
+        return "—"
+    return _value(test.get("mde"), how)
+
+
+def _n(test: dict) -> str:
+    for key in ("n", "repeats", "of"):
+        if test.get(key) is not None:
+            return str(test[key])
+    return "—"
+
+
+def _held_equal(test: dict) -> str:
+    """What the test held equal or matched: each side's learning rate and effective step, the budget."""
     parts = []
-    if held:
-        parts.append(f"holds for {_few(held)}")
-    if failed:
-        parts.append(f"fails for {_few(failed)}")
-    if noise:
-        parts.append(f"within noise for {_few(noise)}")
-    return "; ".join(parts) + "."
-
-
-def _few(labels: list[str], most: int = 2) -> str:
-    shown = ", ".join(labels[:most])
-    return shown + (f" and {len(labels) - most} more" if len(labels) > most else "")
+    for key, words in (("learning_rate", "rate"), ("effective_step", "effective step")):
+        a, b = test.get(f"a_{key}"), test.get(f"b_{key}")
+        if a is None and b is None:
+            continue
+        parts.append(f"{words} {rate(a)} (both)" if a == b else f"{words} {rate(a)} / {rate(b)}")
+    for key, unit in BUDGETS.items():
+        if test.get(key) is not None:
+            parts.append(f"budget {_value(float(test[key]), 'number')} {unit}")
+    return "; ".join(parts) or "—"

@@ -1,104 +1,227 @@
-"""Sweep mini-batch SGD's batch size, from one image to the whole split: `python -m stages.batch_sweep`.
+"""Sweep plain SGD's batch size, each size at its own learning rate: `python -m stages.batch_sweep`.
 
-Each batch size in params.yaml's `batch_sweep` trains once per seed in train.seeds (one stacked group
-per batch size), for train.epochs epochs at one learning rate, so that the primer's batch, stochastic
-and mini-batch gradient descent differ in the batch alone. Validation is scored at log-spaced step
-counts as well as after every epoch (`checkpoint_steps`): the runs can then be compared at equal
-epochs, equal optimizer steps and equal seconds. Seconds and memory are what one run costs on its
-own (`measure_solo`), as in the train stage, each measured in a fresh process: memory that an
-earlier measurement freed would otherwise be reused unseen, and read as none. Writes one record per run in
-sweeps/batch_size/batch-<size>/seed-<s>/record.json, and from them metrics/batch_size.csv (one row per
-run: final accuracy, epochs, steps and seconds to `target_accuracy`, time and memory),
-metrics/batch_size.json (per batch size, means with 95% intervals, for `dvc metrics`) and
+Batch size and learning rate go together (Goyal et al. 2017; Shallue et al. 2019): at one rate for all,
+a sweep over sizes is partly a sweep over rates. So each size in params.yaml's `batch_sweep` first
+tunes its own rate with the same budget as every other size (tune's coarse grid over
+`batch_sweep.search`, then its fine grid around the best, every rate from every tuning seed, scored on
+validation only at the size's own horizon), then trains at that rate from the first `batch_sweep.seeds`
+of train.seeds.
+
+The sweep trains on the first `batch_sweep.train_size` training images, so that full-batch descent can
+take `full_batch_steps` steps (one per epoch); the other sizes train train.epochs epochs. Validation is
+scored at log-spaced steps and after every epoch (`checkpoint_steps`), so sizes compare at equal
+epochs, steps and seconds. Seconds are steps x what a step costs one run alone (`measure_solo`, timed
+in this process with nothing else running). Peak memory is measured `memory_repeats` times per size,
+each in a fresh process that measures one run of one size only: in one process, memory freed by an
+earlier measurement is reused unseen and would read as none. Those processes run while the sizes tune
+(their figure is their own process's, whatever else runs), two at a time on two cores.
+
+Writes sweeps/batch_size/batch-<size>/ (seed-<s>/record.json per run, tuning.json, memory.json) and
+from them, through study/batch_sizes.py: metrics/batch_size.csv (one row per run),
+metrics/batch_tuning.csv (every trial), metrics/batch_memory.csv (every fresh process),
+metrics/batch_size.json (per size, means with 95% intervals, for `dvc metrics`) and
 plots/batch_size_curves.csv (every validation score, for `dvc plots`).
 """
 
 import multiprocessing
+import os
+import statistics
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tqdm import tqdm
 
-from study import analysis, data, params, runtime
+from study import analysis, batch_sizes, data, params, runtime
 from study.atomic import atomic_dir, write_csv, write_json
-from study.errors import run_stage
-from study.params import SGDVariant
-from study.stacked import measure_solo, train_group
+from study.batch_sizes import analytic_memory_bytes, checkpoint_steps
+from study.errors import StudyError, run_stage
+from study.model import CLASSES
+from study.params import SGDVariant, Study
+from study.stacked import IMAGE_PIXELS, measure_solo, slots, train_group
+from study.tuning import choose, grid, mean_scores, refine_grid, score_rates
+
+MEMORY_PROCESSES = 2  # fresh processes at once: each spends ~3.5 s importing TensorFlow, mostly on one core
 
 
-def settings(sweep) -> dict[str, SGDVariant]:
-    """One plain SGD variant per batch size, named e.g. `batch-32` or `batch-full`."""
-    return {
+def sweep_study(study: Study) -> Study:
+    """The study as the sweep sees it: one plain SGD variant per batch size (`batch-32`, `batch-full`),
+    on the first batch_sweep_n_train training images (so `n_train` and `steps_per_epoch` follow). A
+    size's learning_rate is the low end of `search` until its tuning chooses one."""
+    sweep = study.batch_sweep
+    variants = {
         f"batch-{size}": SGDVariant(
-            optimizer="sgd",
-            batch_size=size,
-            learning_rate=sweep.learning_rate,
-            search=[sweep.learning_rate, sweep.learning_rate * 10],
+            optimizer="sgd", batch_size=size, learning_rate=sweep.search[0], search=sweep.search
         )
         for size in sweep.batch_sizes
     }
+    prepare = study.prepare.model_copy(update={"train_size": study.batch_sweep_n_train})
+    return study.model_copy(update={"variants": variants, "prepare": prepare})
 
 
-def checkpoint_steps(total: int, per_decade: int) -> list[int]:
-    """Log-spaced step counts up to `total`: 1, 2, 5, 10, 20, 50, ... for 3 per decade."""
-    steps, k = set(), 0
-    while (step := round(10 ** (k / per_decade))) <= total:
-        steps.add(step)
-        k += 1
-    return sorted(steps)
+def at_horizon(sweep: Study, name: str) -> Study:
+    """The sweep at one size's horizon, for its tuning and its runs alike: full-batch descent trains
+    `full_batch_steps` epochs of one step, the other sizes train.epochs."""
+    size = sweep.variants[name].batch_size
+    epochs = sweep.batch_sweep.full_batch_steps if size == "full" else sweep.train.epochs
+    return sweep.model_copy(
+        update={
+            "train": sweep.train.model_copy(update={"epochs": epochs}),
+            "tune": sweep.tune.model_copy(update={"epochs": None}),  # tune at the size's own horizon
+        }
+    )
 
 
-def solo_in_fresh_process(sweep, name: str) -> dict:
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_solo, sweep, name).result()
+def with_rate(sized: Study, name: str, rate: float) -> Study:
+    variants = sized.variants | {name: sized.variants[name].model_copy(update={"learning_rate": rate})}
+    return sized.model_copy(update={"variants": variants})
 
 
-def _solo(sweep, name: str) -> dict:
+def tune(sized: Study, name: str, train, validation, on_epoch) -> dict:
+    """The size's own rate: coarse grid, then fine grid around its best, each rate from every tuning
+    seed (validation only); `choose` picks the best mean and says whether it is on the edge."""
+    low, high = sized.batch_sweep.search
+
+    def scored(rates: list[float], stage: str) -> list[dict]:
+        return [
+            {"stage": stage} | row for row in score_rates(sized, name, rates, train, validation, on_epoch)
+        ]
+
+    coarse = grid(low, high, sized.tune.points)
+    trials = scored(coarse, "coarse")
+    best = choose(trials)
+    if best is None:
+        raise StudyError(
+            f"batch_sweep.search = {[low, high]}: every rate diverged at batch size "
+            f"{sized.variants[name].batch_size}; lower the range"
+        )
+    fine = refine_grid(best["learning_rate"], sized.tune.refine, sized.tune.refine_step, coarse)
+    if fine:  # none when tune.refine is 0
+        trials += scored(fine, "fine")
+    means = mean_scores(trials)
+    return {
+        "epochs": sized.tune_epochs,
+        "chosen": choose(trials),
+        "trials": [row | {"mean_val_accuracy": means[row["learning_rate"]]} for row in trials],
+    }
+
+
+def measure_memory_alone(sized: Study, name: str) -> dict:
+    """One run of one size alone, in this fresh process (`measure_solo`): its peak memory and this pid."""
     runtime.setup_device()
-    return measure_solo(sweep, name, data.load_split("data/prepared", "train"))
+    x, y = data.load_split("data/prepared", "train")
+    solo = measure_solo(sized, name, (x[: sized.n_train], y[: sized.n_train]))
+    return {
+        "pid": os.getpid(),
+        "peak_memory_bytes": solo["peak_memory_bytes"],
+        "memory_kind": solo["memory_kind"],
+    }
+
+
+def train_at_rate(
+    out: Path, sized: Study, name: str, tuned: dict, memory: list[dict], seeds, shared: dict, on_epoch
+) -> float:
+    """Train the size at its chosen rate from the evaluation seeds, its seconds from one run alone timed
+    here (the memory processes are done by now), and write its records, tuning.json and memory.json
+    under `out`; return its seconds per step. `shared`: the splits and environment every size shares."""
+    chosen = tuned["chosen"]
+    sized = with_rate(sized, name, chosen["learning_rate"])
+    solo = measure_solo(sized, name, shared["train"])
+    steps = sized.train.epochs * sized.steps_per_epoch(name)
+    results = train_group(
+        sized,
+        name,
+        seeds,
+        shared["train"],
+        shared["validation"],
+        on_epoch=on_epoch,
+        seconds_per_step=solo["seconds_per_step"],
+        checkpoints=checkpoint_steps(steps, sized.batch_sweep.points_per_decade),
+    )
+    widths = [IMAGE_PIXELS, *sized.model.hidden_units, CLASSES]
+    size = {"batch_label": str(sized.variants[name].batch_size), "batch_size": sized.batch_size(name)}
+    repeats = [{"repeat": i, **m} for i, m in enumerate(memory)]
+    analytic = analytic_memory_bytes(widths, sized.batch_size(name), slots(sized, name))
+    for result in results:
+        record = result.record | {
+            **size,
+            "seconds_per_step": solo["seconds_per_step"],
+            "peak_memory_bytes": statistics.median(m["peak_memory_bytes"] for m in repeats),
+            "memory_kind": repeats[0]["memory_kind"],
+            "analytic_memory_bytes": analytic,
+            "tuning": chosen | {"trials": len(tuned["trials"]), "seeds": sized.tune.seeds},
+            "environment": shared["environment"],
+        }
+        write_json(out / f"seed-{result.seed}" / "record.json", record)
+    write_json(out / "tuning.json", size | tuned)
+    write_json(out / "memory.json", size | {"analytic_memory_bytes": analytic, "repeats": repeats})
+    return solo["seconds_per_step"]
 
 
 def main() -> None:
     study = params.load()
-    train = data.load_split("data/prepared", "train")
-    validation = data.load_split("data/prepared", "validation")
-    runtime.setup_device()
-    runtime.configure_determinism(study.train.deterministic)
-    grid = settings(study.batch_sweep)
-    sweep = study.model_copy(update={"variants": grid})
-    seeds, epochs = study.train.seeds, study.train.epochs
+    sweep = sweep_study(study)
+    x, y = data.load_split("data/prepared", "train")
+    device = runtime.setup_device()
+    determinism = runtime.configure_determinism(study.train.deterministic)
+    shared = {  # what every size trains with
+        "train": (x[: sweep.n_train], y[: sweep.n_train]),
+        "validation": data.load_split("data/prepared", "validation"),
+        "environment": runtime.environment(device, determinism, study.train.jit_compile),
+    }
+    settings = sweep.batch_sweep
+    seeds = study.train.seeds[: settings.seeds]
+    sized = {name: at_horizon(sweep, name) for name in sweep.variants}
 
-    total = len(grid) * len(seeds) * epochs
-    with (
-        tqdm(total=total, desc=f"batch-size sweep ({len(grid)} sizes)", unit="epoch") as progress,
-        atomic_dir("sweeps/batch_size") as out,
-    ):
-        for name, variant in grid.items():
-            solo = solo_in_fresh_process(sweep, name)
-            steps = epochs * sweep.steps_per_epoch(name)
-            results = train_group(
-                sweep,
-                name,
-                seeds,
-                train,
-                validation,
-                on_epoch=lambda _, rows: progress.update(len(rows)),
-                seconds_per_step=solo["seconds_per_step"],
-                checkpoints=checkpoint_steps(steps, study.batch_sweep.points_per_decade),
-            )
-            for result in results:
-                record = result.record | {
-                    "batch_label": str(variant.batch_size),
-                    "seconds_per_step": solo["seconds_per_step"],
-                    "peak_memory_bytes": solo["peak_memory_bytes"],
-                    "memory_kind": solo["memory_kind"],
-                }
-                write_json(out / name / f"seed-{result.seed}" / "record.json", record)
-            progress.set_postfix_str(f"{name}: {solo['seconds_per_step'] * 1e6:.0f} µs a step alone")
+    trials = (study.tune.points + 2 * study.tune.refine) * len(study.tune.seeds)
+    total = sum(s.train.epochs * (trials + len(seeds)) for s in sized.values())
+    tuned, clock = {}, {name: {} for name in sized}
+    with tqdm(total=total, desc=f"batch-size sweep ({len(sized)} sizes)", unit="epoch") as progress:
+        advance = lambda _, rows: progress.update(len(rows))  # noqa: E731
+        # Every memory measurement in its own fresh process (max_tasks_per_child=1), while the sizes tune.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(MEMORY_PROCESSES, mp_context=spawn, max_tasks_per_child=1) as pool:
+            pending = {
+                name: [pool.submit(measure_memory_alone, s, name) for _ in range(settings.memory_repeats)]
+                for name, s in sized.items()
+            }
+            for name, s in sized.items():
+                start = time.perf_counter()
+                tuned[name] = tune(s, name, shared["train"], shared["validation"], advance)
+                clock[name]["tuned"] = time.perf_counter() - start
+                progress.set_postfix_str(f"{name}: rate {tuned[name]['chosen']['learning_rate']:g}")
+            start = time.perf_counter()
+        waited = time.perf_counter() - start  # for memory processes still running after tuning
+        memory = {name: [future.result() for future in futures] for name, futures in pending.items()}
 
-    runs, curves = analysis.batch_table(Path("sweeps/batch_size"), study.batch_sweep.target_accuracy)
+        with atomic_dir("sweeps/batch_size") as out:
+            for name, s in sized.items():
+                start = time.perf_counter()
+                step = train_at_rate(out / name, s, name, tuned[name], memory[name], seeds, shared, advance)
+                clock[name]["trained"] = time.perf_counter() - start
+                progress.set_postfix_str(f"{name}: {step * 1e6:.0f} µs a step alone")
+
+    for name, seconds in clock.items():
+        chosen = tuned[name]["chosen"]
+        edge = chosen["on_edge"]
+        warning = f"; ON THE {edge.upper()} EDGE of the rates tried: widen batch_sweep.search" if edge else ""
+        tqdm.write(
+            f"{name}: rate {chosen['learning_rate']:g}{warning}; tuned in {seconds['tuned']:.1f} s, "
+            f"trained in {seconds['trained']:.1f} s"
+        )
+    tqdm.write(
+        f"memory: {len(sized) * settings.memory_repeats} fresh processes, {waited:.1f} s waited after tuning"
+    )
+
+    sweep_dir = Path("sweeps/batch_size")
+    runs, curves = batch_sizes.batch_table(
+        sweep_dir, settings.target_accuracy, study.compare.unstable_accuracy
+    )
+    memory_rows = batch_sizes.memory_table(sweep_dir)
     write_csv("metrics/batch_size.csv", analysis.with_not_reached(runs))
-    write_json("metrics/batch_size.json", analysis.batch_summary(runs))
+    write_csv("metrics/batch_tuning.csv", batch_sizes.tuning_table(sweep_dir))
+    write_csv("metrics/batch_memory.csv", memory_rows)
+    write_json("metrics/batch_size.json", batch_sizes.batch_summary(runs, memory_rows))
     write_csv("plots/batch_size_curves.csv", curves)
 
 

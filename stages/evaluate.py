@@ -30,7 +30,7 @@ def main() -> None:
     scores, predictions = {}, []
     for protocol in PROTOCOLS:
         seeds = {}
-        for seed in study.train.seeds:
+        for seed in study.train.protocol_seeds(protocol):
             model = load_model(Path(f"models/{name}/{protocol}/seed-{seed}.keras"), name)
             probabilities = model.predict(x, batch_size=2048, verbose=0)
             predicted = probabilities.argmax(axis=1)

@@ -1,36 +1,22 @@
-"""Sweep SGD's momentum, plain and Nesterov, on the validation split: `python -m stages.momentum`.
+"""Sweep SGD's momentum, plain and Nesterov, against step size on validation: `python -m stages.momentum`.
 
-Each setting of params.yaml's `momentum_sweep` trains once per seed in train.seeds (one stacked
-group per setting: Keras' momentum is one number per optimizer), for train.epochs epochs at one
-learning rate and batch size. Nesterov's look-ahead needs momentum, so it is swept for momentum > 0
-only. Writes one record per run in sweeps/momentum/<setting>/seed-<s>/record.json. Times here are
-the group's own clock: the sweep compares accuracy, not cost.
+Momentum beta at learning rate eta moves, once its velocity builds, like plain SGD at the effective
+step eta / (1 - beta). So the grid (params.yaml's `momentum_sweep`, study/momentum_grid.py) is
+momenta x effective steps, every cell at eta = step x (1 - beta): each momentum has a plain-SGD twin
+(beta 0) at the same effective step, and its own best rate over the steps. Every cell trains
+train.epochs epochs at `momentum_sweep.batch_size` from the first `momentum_sweep.seeds` of
+train.seeds, one stacked group per (momentum, nesterov). Writes
+sweeps/momentum/<setting>/seed-<s>/record.json (e.g. setting `m0.9-nesterov-s0.316`),
+metrics/momentum.csv (one row per run: epoch-1 and final validation accuracy and training loss,
+divergence) and plots/momentum_curves.csv (validation accuracy and loss per epoch).
 """
 
 from tqdm import tqdm
 
 from study import data, params, runtime
-from study.atomic import atomic_dir, write_json
+from study.atomic import atomic_dir, write_csv, write_json
 from study.errors import run_stage
-from study.params import SGDVariant
-from study.stacked import train_group
-
-
-def settings(sweep) -> dict[str, SGDVariant]:
-    """One SGD variant per (momentum, nesterov) of the sweep, named e.g. `m0.9-nesterov`."""
-    grid = {}
-    for momentum in sweep.momenta:
-        for nesterov in (False, True) if momentum > 0 else (False,):
-            name = f"m{momentum:g}-{'nesterov' if nesterov else 'plain'}"
-            grid[name] = SGDVariant(
-                optimizer="sgd",
-                batch_size=sweep.batch_size,
-                learning_rate=sweep.learning_rate,
-                search=[sweep.learning_rate, sweep.learning_rate * 10],
-                momentum=momentum,
-                nesterov=nesterov,
-            )
-    return grid
+from study.momentum_grid import curves_table, runs_table, settings, train_sweep
 
 
 def main() -> None:
@@ -39,22 +25,20 @@ def main() -> None:
     validation = data.load_split("data/prepared", "validation")
     runtime.setup_device()
     runtime.configure_determinism(study.train.deterministic)
-    grid = settings(study.momentum_sweep)
-    sweep = study.model_copy(update={"variants": grid})
-    seeds = study.train.seeds
+    sweep = study.momentum_sweep
 
-    total = len(grid) * len(seeds) * study.train.epochs
+    cells = len(settings(sweep))
+    total = cells * sweep.seeds * study.train.epochs
     with (
-        tqdm(total=total, desc=f"momentum sweep ({len(grid)} settings)", unit="epoch") as progress,
+        tqdm(total=total, desc=f"momentum sweep ({cells} settings)", unit="epoch") as progress,
         atomic_dir("sweeps/momentum") as out,
     ):
-        for name, variant in grid.items():
-            results = train_group(
-                sweep, name, seeds, train, validation, on_epoch=lambda _, rows: progress.update(len(rows))
-            )
-            for result in results:
-                record = result.record | {"momentum": variant.momentum, "nesterov": variant.nesterov}
-                write_json(out / name / f"seed-{result.seed}" / "record.json", record)
+        records = train_sweep(study, train, validation, on_epoch=lambda _, rows: progress.update(len(rows)))
+        for record in records:
+            write_json(out / record["setting"] / f"seed-{record['seed']}" / "record.json", record)
+        # Inside the block: the records are put in place only once both tables are complete.
+        write_csv("metrics/momentum.csv", runs_table(records))
+        write_csv("plots/momentum_curves.csv", curves_table(records))
 
 
 if __name__ == "__main__":

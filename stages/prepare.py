@@ -1,10 +1,9 @@
-"""Stage `prepare`: scale MNIST's pixels to [0, 1] and hold a validation split out of the training images.
+"""Stage `prepare`: hold a validation split out of MNIST's training images; keep its test split as shipped.
 
 The validation split is what the optimizers are compared on after every epoch; the test split is kept
-as MNIST ships it, for the final evaluation only.
+for the final evaluation only. The splits keep MNIST's own pixels (uint8), so that data/prepared is
+the same bytes on every machine; `data.load_split` scales them to [0, 1] as the network reads them.
 """
-
-import numpy as np
 
 from study import params
 from study.data import split_train_validation, verify_mnist, write_prepared
@@ -17,14 +16,16 @@ PREPARED = "data/prepared"
 def main() -> None:
     study = params.load()
     mnist = verify_mnist(RAW, study.data.expected)
-    # Pixels in [0, 1], as the Keras primer feeds them, in float32, the dtype the network computes in.
-    x_train = mnist["x_train"].astype(np.float32) / 255
-    x_test = mnist["x_test"].astype(np.float32) / 255
     train, validation = split_train_validation(
-        x_train, mnist["y_train"], study.prepare.validation_size, study.prepare.seed, study.prepare.train_size
+        mnist["x_train"],
+        mnist["y_train"],
+        study.prepare.validation_size,
+        study.prepare.seed,
+        study.prepare.train_size,
     )
-    write_prepared(PREPARED, {"train": train, "validation": validation, "test": (x_test, mnist["y_test"])})
-    print(f"{PREPARED}: train {len(train[0])}, validation {len(validation[0])}, test {len(x_test)} images")
+    test = (mnist["x_test"], mnist["y_test"])
+    write_prepared(PREPARED, {"train": train, "validation": validation, "test": test})
+    print(f"{PREPARED}: train {len(train[0])}, validation {len(validation[0])}, test {len(test[0])} images")
 
 
 if __name__ == "__main__":

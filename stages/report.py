@@ -1,8 +1,9 @@
 """Write the study's report: `python -m stages.report`.
 
-Executes reports/template.ipynb with Papermill on what compare and evaluate wrote, saves the executed
-notebook as reports/study.ipynb and a self-contained HTML page (code hidden, figures embedded) as
-reports/study.html. The report only reads tables; it never trains.
+Executes reports/template.ipynb with Papermill on what compare, evaluate, the sweeps and the landscapes
+wrote (INPUTS), saves the executed notebook as reports/study.ipynb and a self-contained HTML page (code
+hidden, figures embedded) as reports/study.html. The report only reads tables: it never trains, and it
+decides nothing (every verdict it shows is metrics/claims.json's).
 """
 
 from pathlib import Path
@@ -17,18 +18,17 @@ from study.errors import StudyError, run_stage
 
 TEMPLATE = Path("reports/template.ipynb")
 HTML_TEMPLATE = Path("reports/standalone.html.j2")
-INPUTS = {
+INPUTS = {  # every file the notebook reads: dvc.yaml's report stage lists each of them
+    "claims_path": "metrics/claims.json",
     "summary_path": "metrics/summary.json",
     "runs_path": "metrics/runs.csv",
     "curves_path": "plots/curves.csv",
     "eval_dir": "metrics/eval",
-    "pairwise_path": "metrics/pairwise.csv",
     "tuning_path": "metrics/tuning.csv",
     "tuning_protocol_path": "metrics/tuning.json",
     "momentum_path": "metrics/momentum.csv",
-    "momentum_curves_path": "plots/momentum_curves.csv",
-    "claims_path": "metrics/claims.json",
-    "batch_runs_path": "metrics/batch_size.csv",
+    "batch_summary_path": "metrics/batch_size.json",
+    "batch_tuning_path": "metrics/batch_tuning.csv",
     "batch_curves_path": "plots/batch_size_curves.csv",
     "landscapes_path": "metrics/landscapes.csv",
     "trajectories_path": "plots/landscapes/trajectories.csv",
@@ -45,7 +45,11 @@ def main() -> None:
         notebook = papermill.execute_notebook(
             str(TEMPLATE),
             None,  # returned, not written: saved below under a temporary name
-            parameters={**INPUTS, "target_accuracy": study.compare.target_accuracy},
+            parameters={
+                **INPUTS,
+                "compare": study.compare.model_dump(),  # how claims were judged, said beside them
+                "batch_target_accuracy": study.batch_sweep.target_accuracy,
+            },
             kernel_name="python3",
             cwd=".",
             log_output=False,

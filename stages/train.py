@@ -1,8 +1,9 @@
 """Train one optimizer variant under both protocols, once per seed: `python -m stages.train <variant>`.
 
-Protocols: `defaults` trains at the variant's own learning rate from params.yaml, `tuned` at the
-rate the tune stage chose on the validation split (tuning/<variant>/best.json). All of a variant's
-runs (seeds x protocols) train together as one group of compiled programs (study/stacked.py), each
+Protocols: `defaults` trains at the variant's own learning rate from params.yaml, once per seed of
+the first train.defaults_seeds; `tuned` at the rate the tune stage chose on the validation split with
+its own tuning seeds (tuning/<variant>/best.json), once per evaluation seed. All of a variant's
+runs (protocols x seeds) train together as one group of compiled programs (study/stacked.py), each
 from its own seed. Writes models/<variant>/<protocol>/seed-<s>.keras, runs/<variant>/<protocol>/seed-<s>/
 (record.json and DVCLive's logs) and metrics/train/<variant>.json. Everything is staged under
 temporary names and renamed at the end, so an interrupted run leaves no partial output.
@@ -31,7 +32,7 @@ def main() -> None:
     device = runtime.setup_device()
     op_determinism = runtime.configure_determinism(study.train.deterministic)
     environment = runtime.environment(device, op_determinism, study.train.jit_compile)
-    runs_of = [(protocol, seed) for protocol in PROTOCOLS for seed in study.train.seeds]
+    runs_of = [(protocol, seed) for protocol in PROTOCOLS for seed in study.train.protocol_seeds(protocol)]
 
     finals: dict[str, dict] = {protocol: {} for protocol in PROTOCOLS}
     with atomic_dir(f"models/{name}") as models, atomic_dir(f"runs/{name}") as runs:

@@ -10,6 +10,7 @@ Long-form pandas tables, each read by the report and by `dvc metrics` / `dvc plo
 """
 
 import json
+import math
 from itertools import permutations
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pandas as pd
 from study.params import PROTOCOLS
 from study.statistics import describe, paired_difference
 
+CLASSES = 10  # MNIST's digits, as study/model.py (which imports Keras: compare should not)
 NOT_REACHED = "not reached"
 TO_TARGET = ["epochs_to_target", "steps_to_target", "seconds_to_target"]
 SUMMARY_METRICS = [
@@ -33,13 +35,23 @@ SUMMARY_METRICS = [
 ]
 
 
-def read_records(runs_dir: Path, variants: list[str], seeds: list[int]) -> list[dict]:
+def read_records(runs_dir: Path, variants: list[str], train) -> list[dict]:
+    """Every run record: per variant, each protocol's own seeds (`Train.protocol_seeds`)."""
     return [
         json.loads((runs_dir / variant / protocol / f"seed-{seed}" / "record.json").read_text())
         for variant in variants
         for protocol in PROTOCOLS
-        for seed in seeds
+        for seed in train.protocol_seeds(protocol)
     ]
+
+
+def unstable(diverged: bool, final_val_accuracy, final_loss, chance: float) -> bool:
+    """A run that failed in a way one can observe: it diverged (a NaN or infinite loss), it ended below
+    `chance` validation accuracy, or its final training loss is above a uniform guess's (log of the
+    number of classes, about where an untrained network starts): it overshot rather than learned."""
+    if diverged or final_val_accuracy is None or pd.isna(final_val_accuracy):
+        return True
+    return bool(final_val_accuracy < chance or (final_loss is not None and final_loss > math.log(CLASSES)))
 
 
 def read_evaluations(eval_dir: Path, variants: list[str]) -> dict[str, dict]:
@@ -61,7 +73,7 @@ def time_to_target(record: dict, target: float) -> dict:
     return dict.fromkeys(TO_TARGET)
 
 
-def run_row(record: dict, target: float) -> dict:
+def run_row(record: dict, target: float, chance: float = 0.2) -> dict:
     """A run's settings and final metrics, from its record alone (no test split)."""
     settings = record["settings"]
     schedule = settings.get("schedule")
@@ -80,6 +92,10 @@ def run_row(record: dict, target: float) -> dict:
         "diverged": record["diverged"],
         "diverged_epoch": record["diverged_epoch"],
         "final_val_accuracy": record["history"][-1]["val_accuracy"],
+        "val_accuracy_epoch1": record["history"][0]["val_accuracy"],
+        "unstable": unstable(
+            record["diverged"], record["history"][-1]["val_accuracy"], record["history"][-1]["loss"], chance
+        ),
         "best_val_accuracy": max(val_accuracies, default=None),
         **time_to_target(record, target),
         "train_seconds": record["train_seconds"],
@@ -92,14 +108,16 @@ def run_row(record: dict, target: float) -> dict:
     }
 
 
-def runs_table(records: list[dict], evaluations: dict[str, dict], target: float) -> pd.DataFrame:
+def runs_table(
+    records: list[dict], evaluations: dict[str, dict], target: float, chance: float
+) -> pd.DataFrame:
     rows = []
     for record in records:
         test = evaluations[record["variant"]][record["protocol"]]["seeds"][str(record["seed"])]
         environment = record.get("environment", {})
         rows.append(
             {
-                **run_row(record, target),
+                **run_row(record, target, chance),
                 "test_accuracy": test["test_accuracy"],
                 "test_loss": test["test_loss"],
                 "device": environment.get("device"),
@@ -159,59 +177,15 @@ def pairwise(runs: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def tuning_table(tuning_dir: Path, variants: list[str]) -> pd.DataFrame:
-    return pd.concat(
+def tuning_table(tuning_dir: Path, variants: list[str], chance: float) -> pd.DataFrame:
+    """Every trial of every variant's tuning (one row per rate and tuning seed), marked unstable or not."""
+    table = pd.concat(
         [pd.read_csv(tuning_dir / variant / "trials.csv") for variant in variants], ignore_index=True
     )
-
-
-def momentum_table(sweep_dir: Path, target: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The momentum sweep's runs (validation only) and learning curves."""
-    records = [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/seed-*/record.json"))]
-    runs = pd.DataFrame(
-        [{**run_row(r, target), "momentum": r["momentum"], "nesterov": r["nesterov"]} for r in records]
-    )
-    return runs, curves_table(records)
-
-
-def batch_table(sweep_dir: Path, target: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The batch-size sweep's runs and every validation score they took (checkpoints and epoch ends).
-
-    Epochs, steps and seconds to `target` are read from all the scores, not only the epochs' ends.
-    """
-    records = [json.loads(path.read_text()) for path in sweep_dir.glob("*/seed-*/record.json")]
-    records.sort(key=lambda r: (r["batch_size"], r["seed"]))
-    runs, curves = [], []
-    for r in records:
-        scores = r["checkpoints"]
-        reached = next((row for row in scores if row["val_accuracy"] >= target), None)
-        to_target = [reached[k] if reached else None for k in ("epoch", "step", "seconds")]
-        runs.append(
-            {
-                "batch_label": r["batch_label"],
-                **run_row(r, target),
-                **dict(zip(TO_TARGET, to_target, strict=True)),
-                "target_accuracy": target,
-            }
-        )
-        curves += [
-            {"batch_label": r["batch_label"], "batch_size": r["batch_size"], "seed": r["seed"], **row}
-            for row in scores
-        ]
-    return pd.DataFrame(runs), pd.DataFrame(curves)
-
-
-def batch_summary(runs: pd.DataFrame) -> dict:
-    """Per batch size: each metric's mean over seeds with its 95% interval (for `dvc metrics`)."""
-    metrics = ["final_val_accuracy", *TO_TARGET, "seconds_per_epoch", "seconds_per_step", "peak_memory_bytes"]
-    return {
-        f"batch-{label}": {
-            **{metric: describe(_values(group[metric])) for metric in metrics},
-            "seeds_reaching_target": int(group["steps_to_target"].notna().sum()),
-            "seeds": len(group),
-        }
-        for label, group in runs.groupby("batch_label", sort=False)
-    }
+    table["unstable"] = [
+        unstable(bool(row.diverged), row.val_accuracy, row.loss, chance) for row in table.itertuples()
+    ]
+    return table
 
 
 def _values(column: pd.Series) -> list:

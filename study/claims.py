@@ -1,176 +1,115 @@
-"""The primer's claims, each tested against the study's measurements, with a verdict decided by code.
+"""The primer's claims, each tested on what it is about, with a verdict per protocol decided by code.
 
-A claim is a list of tests. A test compares two things that the claim says differ (SGD against batch
-GD per epoch, momentum against plain SGD on a landscape), paired by seed or by start so that shared
-luck cancels, and looks at the 95% interval of the difference in the direction the claim predicts:
-- `supported`: the interval lies wholly on the side the claim predicts;
-- `contradicted`: it lies wholly on the other side;
-- `within noise`: it includes zero (the data cannot tell the two apart).
-Quantities measured once per setting (memory) have no interval: they count as different when one is
-at least `MEMORY_FACTOR` times the other.
+A claim is a list of tests. A test compares two settings that the claim says differ, and holds the
+rest equal: each at its own best learning rate (`tuned`), or at the same effective step η/(1−β) when
+momentum is compared with plain SGD, paired by seed (MNIST) or by start (landscapes) so that shared
+luck cancels. Each test is decided by study/statistics.py's `decide`: `supported`, `contradicted`,
+`no detectable effect` (an equivalence test within a stated margin) or `inconclusive`.
 
-The claim's verdict: `supported` when every test supports it, `contradicted` when every test
-contradicts it, otherwise `depends`, and the verdict names what it depends on (which tests went which
-way). A difference within noise therefore never supports a claim. Every number that decided a verdict
-is kept in the claim's `evidence`, so that a reader can check it, and a rerun with other params
-recomputes every verdict.
+Protocols. `tuned` is primary: every variant at the rate its own equal-budget search chose (tuning
+seeds, never evaluation seeds), and the sweeps' settings at their own best rates. `defaults` (Keras'
+default rates) is reported apart, labelled "at Keras' defaults": it mostly measures how far each
+optimizer's default sits from its best rate.
+
+How a claim's tests combine into a verdict, and the error rate that gives: study/verdicts.py. Every
+number that decided a verdict is kept with its test.
+
+Which variant plays which part (plain mini-batch SGD, momentum, Nesterov, adaptive, scheduled) is read
+from its settings (`roles`), never from its name.
 """
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from study.statistics import describe, paired_difference
-
-SUPPORTED, CONTRADICTED, NOISE, DEPENDS = "supported", "contradicted", "within noise", "depends"
-VERDICTS = (SUPPORTED, CONTRADICTED, DEPENDS)
-MEMORY_FACTOR = 1.5  # "much more memory": at least this many times as much
-ADAPTIVE = ("adam", "rmsprop", "adagrad")
-MULTI_MINIMA = ("two_wells", "rastrigin")  # the landscapes with local minima besides the global ones
-
-
-@dataclass
-class Test:
-    """One comparison: `a` against `b` on `measure`, where the claim predicts `a` is `higher` (or lower)."""
-
-    label: str
-    measure: str
-    a: str
-    b: str
-    higher: bool
-    a_mean: float | None
-    b_mean: float | None
-    difference: dict  # a − b: mean, ci_low, ci_high, n (seeds or starts), or a ratio for memory
-    outcome: str
-
-    def as_dict(self) -> dict:
-        return {
-            "test": self.label,
-            "measure": self.measure,
-            "a": self.a,
-            "b": self.b,
-            "predicted": f"{self.a} {'higher' if self.higher else 'lower'}",
-            "a_mean": _round(self.a_mean),
-            "b_mean": _round(self.b_mean),
-            **{k: _round(v) for k, v in self.difference.items()},
-            "outcome": self.outcome,
-        }
-
-
-@dataclass
-class Claim:
-    id: str
-    claim: str
-    tests: list[Test] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def verdict(self) -> str:
-        return verdict([t.outcome for t in self.tests])
-
-    def depends_on(self) -> str | None:
-        if self.verdict != DEPENDS:
-            return None
-        if not self.tests:
-            return "no measurement tested it (its runs are not in this study)"
-        parts = []
-        for outcome in (SUPPORTED, CONTRADICTED, NOISE):
-            labels = [t.label for t in self.tests if t.outcome == outcome]
-            if labels:
-                parts.append(f"{outcome}: {'; '.join(labels)}")
-        return " | ".join(parts)
-
-    def as_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "claim": self.claim,
-            "verdict": self.verdict,
-            "depends_on": self.depends_on(),
-            "evidence": {"tests": [t.as_dict() for t in self.tests], "notes": self.notes},
-        }
-
-
-def verdict(outcomes: Sequence[str]) -> str:
-    """All tests support -> supported; all contradict -> contradicted; anything else -> depends."""
-    if outcomes and all(o == SUPPORTED for o in outcomes):
-        return SUPPORTED
-    if outcomes and all(o == CONTRADICTED for o in outcomes):
-        return CONTRADICTED
-    return DEPENDS
-
-
-def outcome(difference: dict, higher: bool) -> str:
-    """Which side of zero the 95% interval of a − b lies on, against the predicted side."""
-    low, high = difference.get("ci_low"), difference.get("ci_high")
-    if low is None or high is None or (difference.get("n_seeds") or 0) < 2:
-        return NOISE  # one pair has no spread to measure noise against
-    if low > 0:
-        return SUPPORTED if higher else CONTRADICTED
-    if high < 0:
-        return CONTRADICTED if higher else SUPPORTED
-    return NOISE
-
-
-def paired_test(label: str, measure: str, a: str, b: str, a_values, b_values, higher: bool = True) -> Test:
-    """A paired comparison (by seed or by start) of two equally long lists of values."""
-    difference = paired_difference(list(a_values), list(b_values))
-    return Test(
-        label,
-        measure,
-        a,
-        b,
-        higher,
-        describe(a_values)["mean"],
-        describe(b_values)["mean"],
-        {k: difference[k] for k in ("mean", "ci_low", "ci_high", "n_seeds", "share_a_better")},
-        outcome(difference, higher),
-    )
-
-
-def ratio_test(label: str, measure: str, a: str, b: str, a_value, b_value, higher: bool = True) -> Test:
-    """A quantity measured once per setting: a/b against MEMORY_FACTOR instead of an interval."""
-    ratio = a_value / b_value if a_value and b_value else None
-    if ratio is None:
-        result = NOISE
-    elif ratio >= MEMORY_FACTOR:
-        result = SUPPORTED if higher else CONTRADICTED
-    elif ratio <= 1 / MEMORY_FACTOR:
-        result = CONTRADICTED if higher else SUPPORTED
-    else:
-        result = NOISE
-    return Test(label, measure, a, b, higher, a_value, b_value, {"ratio": ratio}, result)
-
+from study.statistics import CONTRADICTED, SUPPORTED
+from study.verdicts import PROTOCOL_ORDER, Claim, Rules, Test
 
 # ---- the measurements, as the tests read them --------------------------------------------------------
 
 
 @dataclass
 class Evidence:
-    """The study's tables (study/analysis.py), as compare writes them; any may be empty."""
+    """The study's tables as compare reads them; any may be empty."""
 
-    runs: pd.DataFrame  # variant, protocol, seed, test_accuracy, final_val_accuracy, ...
-    curves: pd.DataFrame  # variant, protocol, seed, epoch, val_accuracy
-    batch_runs: pd.DataFrame  # batch_label, seed, peak_memory_bytes, ...
+    variants: dict  # name -> params variant (its settings decide its role)
+    runs: pd.DataFrame  # variant, protocol, seed, test_accuracy, val_accuracy_epoch1, learning_rate, ...
+    tuning: pd.DataFrame  # variant, stage, learning_rate, seed, val_accuracy, val_accuracy_epoch1, unstable
+    momentum_runs: pd.DataFrame  # momentum, nesterov, effective_step, learning_rate, seed, ...
+    batch_runs: pd.DataFrame  # batch_label, learning_rate, seed, ...
     batch_curves: pd.DataFrame  # batch_label, seed, step, epoch, seconds, val_accuracy
-    momentum_runs: pd.DataFrame  # momentum, nesterov, seed, final_val_accuracy
-    tuning: pd.DataFrame  # variant, learning_rate, val_accuracy, diverged
-    landscapes: pd.DataFrame  # function, variant, start, reached_global, diverged
-
-    def has(self, *variants: str) -> bool:
-        return not self.runs.empty and set(variants) <= set(self.runs["variant"])
+    batch_memory: pd.DataFrame  # batch_label, repeat, peak_memory_bytes
+    landscapes: pd.DataFrame  # function, test, variant, stands_for, setting, start, reached_global, ...
 
     def by_seed(self, variant: str, protocol: str, column: str) -> pd.Series:
         runs = self.runs[(self.runs["variant"] == variant) & (self.runs["protocol"] == protocol)]
-        return runs.set_index("seed")[column]
+        return runs.set_index("seed")[column].astype(float)
 
-    def epoch_one(self, variant: str, protocol: str) -> pd.Series:
-        """Validation accuracy after the first epoch, per seed (NaN where the run had diverged)."""
-        c = self.curves
-        rows = c[(c["variant"] == variant) & (c["protocol"] == protocol) & (c["epoch"] == 1)]
-        return rows.set_index("seed")["val_accuracy"].astype(float)
+    def rate(self, variant: str, protocol: str) -> float | None:
+        runs = self.runs[(self.runs["variant"] == variant) & (self.runs["protocol"] == protocol)]
+        return float(runs["learning_rate"].iloc[0]) if len(runs) else None
+
+    def protocols(self) -> list[str]:
+        present = set(self.runs["protocol"]) if not self.runs.empty else set()
+        return [p for p in PROTOCOL_ORDER if p in present]
+
+
+def roles(variants: dict) -> dict:
+    """Which variant plays which part, from its settings alone.
+
+    plain: mini-batch SGD without momentum or schedule; stochastic: the same at batch 1; full: at the
+    whole split; momentum / nesterov: SGD with momentum at plain's batch size, without / with Nesterov's
+    look-ahead; adaptive: Adam, RMSprop and Adagrad at plain's batch size; scheduled: plain SGD with a
+    schedule. A part no variant plays is absent.
+    """
+
+    def plain_sgd(v) -> bool:
+        return v.optimizer == "sgd" and v.momentum == 0 and v.schedule is None
+
+    found: dict = {"adaptive": [], "scheduled": []}
+    for name, v in variants.items():
+        if plain_sgd(v) and v.batch_size == "full":
+            found.setdefault("full", name)
+        elif plain_sgd(v) and v.batch_size == 1:
+            found.setdefault("stochastic", name)
+        elif plain_sgd(v):
+            found.setdefault("plain", name)
+    batch = variants[found["plain"]].batch_size if "plain" in found else None
+    for name, v in variants.items():
+        if v.batch_size != batch:
+            continue
+        if v.optimizer == "sgd" and v.momentum > 0 and v.schedule is None:
+            found.setdefault("nesterov" if v.nesterov else "momentum", name)
+        elif v.optimizer in ("adam", "rmsprop", "adagrad") and v.schedule is None:
+            found["adaptive"].append(name)
+        elif v.optimizer == "sgd" and v.momentum == 0 and v.schedule is not None:
+            found["scheduled"].append(name)
+    return found
+
+
+def variant_test(e: Evidence, a: str, b: str, protocol: str, column: str, higher: bool = True) -> Test:
+    """Variant a against b under one protocol, paired by seed, each at that protocol's own rate."""
+    pa, pb = _pair(e.by_seed(a, protocol, column), e.by_seed(b, protocol, column))
+    measure = MEASURES[column]
+    setting = {}
+    for side, name in (("a", a), ("b", b)):
+        rate = setting[f"{side}_learning_rate"] = e.rate(name, protocol)
+        variant = e.variants[name]
+        if (
+            variant.optimizer == "sgd" and rate is not None
+        ):  # momentum beta at rate eta steps like eta/(1-beta)
+            setting[f"{side}_effective_step"] = rate / (1 - variant.momentum)
+    label = f"{a} vs {b}, {measure}"
+    return Test(label, measure, "accuracy", protocol, a, b, higher, pa, pb, setting)
+
+
+MEASURES = {
+    "val_accuracy_epoch1": "validation accuracy after epoch 1",
+    "test_accuracy": "test accuracy",
+    "final_val_accuracy": "final validation accuracy",
+}
 
 
 def _pair(a: pd.Series, b: pd.Series) -> tuple[list, list]:
@@ -183,40 +122,31 @@ def _num(value) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
-def _round(value):
-    return round(value, 6) if isinstance(value, float) and math.isfinite(value) else value
+# ---- the batch-size sweep: every size at its own tuned rate -----------------------------------------
 
 
-def compare_variants(
-    e: Evidence, a: str, b: str, protocols: Sequence[str], measure: str, higher: bool = True
-) -> list[Test]:
-    """`a` against `b` under each protocol, on the first epoch's validation accuracy or a runs column."""
-    tests = []
-    for protocol in protocols:
-        if measure == "epoch_one":
-            pa, pb = _pair(e.epoch_one(a, protocol), e.epoch_one(b, protocol))
-            name = "validation accuracy after epoch 1"
-        else:
-            pa, pb = _pair(e.by_seed(a, protocol, measure), e.by_seed(b, protocol, measure))
-            name = measure.replace("_", " ")
-        tests.append(paired_test(f"{a} vs {b}, {protocol}, {name}", name, a, b, pa, pb, higher))
-    return tests
+def size_roles(labels) -> dict[str, str]:
+    """Which batch sizes play the primer's parts: `stochastic` the smallest, `full` the whole split,
+    `mini` 32 (or the middle one) among the others; a part no size plays is left out."""
+    numbers = sorted(int(x) for x in labels if x != "full")
+    found = {"full": "full"} if "full" in labels else {}
+    if numbers:
+        found["stochastic"] = str(numbers[0])
+    if middle := numbers[1:]:
+        found["mini"] = str(32 if 32 in middle else middle[len(middle) // 2])
+    return found
 
 
-# ---- the batch-size sweep ----------------------------------------------------------------------------
-
-
-def batch_curve(e: Evidence, label: str) -> dict[int, pd.DataFrame]:
-    """Each seed's validation curve (checkpoints and epoch ends) for one batch size."""
-    c = e.batch_curves[e.batch_curves["batch_label"] == label]
-    return {int(seed): rows.sort_values("step") for seed, rows in c.groupby("seed")}
+def batch_roles(e: Evidence) -> dict[str, str] | None:
+    if e.batch_runs.empty:
+        return None
+    found = size_roles(set(e.batch_runs["batch_label"].astype(str)))
+    return found if len(found) == 3 else None
 
 
 def at_budget(curve: pd.DataFrame, column: str, budget: float) -> float | None:
-    """Validation accuracy when `column` (step or seconds) reaches `budget`, interpolated in log(column).
-
-    Before the first score the run has no measured accuracy (None); a run that diverged has none after.
-    """
+    """Validation accuracy when `column` (epoch, step or seconds) reaches `budget`, interpolated in
+    log(column); None before the first score or past the run's end."""
     finite = curve.dropna(subset=["val_accuracy"])
     x = finite[column].to_numpy(float)
     if len(x) == 0 or budget < x[0] or budget > x[-1] * (1 + 1e-9):
@@ -225,21 +155,37 @@ def at_budget(curve: pd.DataFrame, column: str, budget: float) -> float | None:
 
 
 def batch_test(e: Evidence, a: str, b: str, per: str, higher: bool = True) -> Test:
-    """Batch size a against b at an equal budget `per` epoch (after the first), step or second.
-
-    The budget in steps or seconds is the smaller of the two runs' totals: the most both have.
-    """
-    curves_a, curves_b = batch_curve(e, a), batch_curve(e, b)
-    seeds = sorted(set(curves_a) & set(curves_b))
+    """Batch size a against b, each at its own tuned rate, at an equal budget of epochs, optimizer
+    steps or seconds: the most both runs have (the smaller of their totals)."""
+    curves = e.batch_curves.assign(batch_label=e.batch_curves["batch_label"].astype(str))
+    by_seed = {
+        label: {
+            int(s): rows.sort_values("step")
+            for s, rows in curves[curves["batch_label"] == label].groupby("seed")
+        }
+        for label in (a, b)
+    }
+    seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
     column = {"epoch": "epoch", "step": "step", "second": "seconds"}[per]
-    totals = [curves[s][column].max() for curves in (curves_a, curves_b) for s in seeds]
-    budget = 1.0 if per == "epoch" else min(totals, default=math.nan)
-    values_a = [at_budget(curves_a[s], column, budget) for s in seeds]
-    values_b = [at_budget(curves_b[s], column, budget) for s in seeds]
-    unit = {"epoch": "epoch", "step": "steps", "second": "s"}[per]
+    budget = min((by_seed[x][s][column].max() for x in (a, b) for s in seeds), default=math.nan)
+    values_a = [at_budget(by_seed[a][s], column, budget) for s in seeds]
+    values_b = [at_budget(by_seed[b][s], column, budget) for s in seeds]
+    unit = {"epoch": "epochs", "step": "steps", "second": "s"}[per]
     measure = f"validation accuracy after {_budget_text(budget)} {unit}"
+    setting = {
+        f"{per}_budget": budget,
+        "a_learning_rate": _batch_rate(e, a),
+        "b_learning_rate": _batch_rate(e, b),
+    }
     label = f"batch {a} vs batch {b}, per {per}"
-    return paired_test(label, measure, f"batch {a}", f"batch {b}", values_a, values_b, higher)
+    return Test(
+        label, measure, "accuracy", "tuned", f"batch {a}", f"batch {b}", higher, values_a, values_b, setting
+    )
+
+
+def _batch_rate(e: Evidence, label: str) -> float | None:
+    rows = e.batch_runs[e.batch_runs["batch_label"].astype(str) == label]
+    return float(rows["learning_rate"].iloc[0]) if len(rows) else None
 
 
 def _budget_text(budget: float) -> str:
@@ -248,60 +194,119 @@ def _budget_text(budget: float) -> str:
     return f"{budget:.3g}" if budget < 1000 else f"{budget:,.0f}"
 
 
-def batch_memory(e: Evidence, label: str) -> float | None:
-    rows = e.batch_runs[e.batch_runs["batch_label"] == label]["peak_memory_bytes"].dropna()
-    return float(rows.median()) if len(rows) else None
+def memory_test(e: Evidence, a: str, b: str) -> Test:
+    m = e.batch_memory.assign(batch_label=e.batch_memory["batch_label"].astype(str))
+    values = [m[m["batch_label"] == x]["peak_memory_bytes"].astype(float).tolist() for x in (a, b)]
+    return Test(
+        f"batch {a} vs batch {b}, peak memory",
+        "peak memory of one run alone (repeats in fresh processes)",
+        "memory",
+        "tuned",
+        f"batch {a}",
+        f"batch {b}",
+        True,
+        *values,
+    )
 
 
-def size_roles(labels) -> dict[str, str]:
-    """Which batch sizes play the primer's parts: `stochastic` the smallest, `full` the whole split,
-    `mini` 32 (or the middle one) among the others; a part no size plays is left out."""
-    numbers = sorted(int(x) for x in labels if x != "full")
-    roles = {"full": "full"} if "full" in labels else {}
-    if numbers:
-        roles["stochastic"] = str(numbers[0])
-    if middle := numbers[1:]:
-        roles["mini"] = str(32 if 32 in middle else middle[len(middle) // 2])
-    return roles
+# ---- the momentum sweep: momenta x effective steps ----------------------------------------------------
 
 
-def batch_roles(e: Evidence) -> dict[str, str] | None:
-    """The sweep's three parts, or None when it lacks one (it needs `full` and two other sizes)."""
-    if e.batch_runs.empty:
+def sweep_best_steps(m: pd.DataFrame) -> dict[tuple[float, bool], float]:
+    """Each (momentum, nesterov) setting's best effective step: the highest mean final validation
+    accuracy over the sweep's seeds (the lower step wins a tie)."""
+    means = m.groupby(["momentum", "nesterov", "effective_step"])["final_val_accuracy"].mean()
+    best = {}
+    for (momentum, nesterov), rows in means.groupby(level=[0, 1]):
+        steps = rows.droplevel([0, 1]).fillna(-1.0)
+        best[(float(momentum), bool(nesterov))] = float(max(steps.index, key=lambda s: (steps[s], -s)))
+    return best
+
+
+def sweep_values(m: pd.DataFrame, momentum: float, nesterov: bool, step: float, column: str) -> pd.Series:
+    rows = m[
+        (m["momentum"] == momentum) & (m["nesterov"].astype(bool) == nesterov) & (m["effective_step"] == step)
+    ]
+    return rows.set_index("seed")[column].astype(float)
+
+
+def sweep_test(
+    m: pd.DataFrame, a: tuple[float, bool, float], b: tuple[float, bool, float], column: str, why: str
+) -> Test:
+    """Sweep setting a = (momentum, nesterov, effective step) against b, paired by seed."""
+    pa, pb = _pair(sweep_values(m, *a, column), sweep_values(m, *b, column))
+    name = lambda s: f"{'Nesterov' if s[1] else 'momentum'} {s[0]:g} at step {s[2]:g}"  # noqa: E731
+    setting = {
+        "a_effective_step": a[2],
+        "b_effective_step": b[2],
+        "a_learning_rate": a[2] * (1 - a[0]),
+        "b_learning_rate": b[2] * (1 - b[0]),
+    }
+    label = f"{name(a)} vs {name(b)} ({why}), sweep"
+    return Test(label, MEASURES[column], "accuracy", "tuned", name(a), name(b), True, pa, pb, setting)
+
+
+# ---- landscapes ---------------------------------------------------------------------------------------
+
+
+def landscape_rows(e: Evidence, function: str, test: str, variant: str, setting: str) -> pd.DataFrame:
+    land = e.landscapes
+    stands = land["stands_for"].astype(str) if "stands_for" in land else land["variant"]
+    is_variant = (land["variant"] == variant) | stands.str.split(r"[,; ]+").apply(
+        lambda names: variant in names
+    )
+    chosen = land[
+        (land["function"] == function) & (land["test"] == test) & is_variant & (land["setting"] == setting)
+    ]
+    return chosen.set_index("start")
+
+
+def landscape_test(
+    e: Evidence, function: str, test: str, a: str, b: str, a_setting: str, column: str
+) -> Test | None:
+    """Optimizer a (at `a_setting`) against plain b (at its own best rate) on one function, paired by
+    start: the share of starts that reached a global minimum or escaped, or the steps to settle."""
+    ra, rb = landscape_rows(e, function, test, a, a_setting), landscape_rows(e, function, test, b, "own best")
+    if ra.empty or rb.empty:
         return None
-    roles = size_roles(set(e.batch_runs["batch_label"]))
-    return roles if len(roles) == 3 else None
+    pa, pb = _pair(ra[column].astype(float), rb[column].astype(float))
+    kind = "steps" if column == "steps_to_tolerance" else "share"
+    words = {
+        "reached_global": "share of starts ending in a global minimum",
+        "escaped": "share of starts in a local minimum's basin that escaped to a global minimum",
+        "steps_to_tolerance": "steps until settled within tolerance",
+    }
+    setting = {
+        "a_learning_rate": float(ra["learning_rate"].iloc[0]),
+        "b_learning_rate": float(rb["learning_rate"].iloc[0]),
+    }
+    where = "own best rates" if a_setting == "own best" else "plain SGD's effective step"
+    label = f"{a} vs {b} on {function}, {test} ({where})"
+    higher = column != "steps_to_tolerance"
+    return Test(label, words[column], kind, "tuned", a, b, higher, pa, pb, setting)
 
 
-# ---- the claims --------------------------------------------------------------------------------------
+# ---- the claims ---------------------------------------------------------------------------------------
 
 
 def batch_tradeoffs(e: Evidence) -> Claim:
     claim = Claim(
         "batch_tradeoffs",
-        "Batch gradient descent converges slowly and needs much memory; stochastic gradient descent "
-        "(one image per step) converges fast and needs little; mini-batch sits in between.",
+        "Batch gradient descent converges slowly and needs much memory; stochastic gradient descent (one "
+        "image per step) converges fast and needs little; mini-batch sits in between.",
+        "primer",
     )
-    roles = batch_roles(e)
-    if roles is None:
+    found = batch_roles(e)
+    if found is None:
         claim.notes.append("the batch-size sweep needs batch size `full` and at least two others")
         return claim
-    sgd, mini, full = roles["stochastic"], roles["mini"], roles["full"]
+    sgd, mini, full = found["stochastic"], found["mini"], found["full"]
     claim.tests += [batch_test(e, sgd, full, per) for per in ("epoch", "step", "second")]
-    claim.tests.append(
-        ratio_test(
-            f"batch {full} vs batch {sgd}, peak memory",
-            "peak memory above start (one run alone)",
-            f"batch {full}",
-            f"batch {sgd}",
-            batch_memory(e, full),
-            batch_memory(e, sgd),
-        )
-    )
+    claim.tests.append(memory_test(e, full, sgd))
     claim.tests += [batch_test(e, mini, other, "second") for other in (sgd, full)]
     claim.notes.append(
-        f"stochastic = batch {sgd}, mini-batch = batch {mini}, batch GD = the whole split; the same "
-        "learning rate for all; budgets in steps and seconds are the smaller run's total"
+        f"stochastic = batch {sgd}, mini-batch = batch {mini}, batch GD = the sweep's whole training subset; "
+        "every size at its own tuned rate; budgets in epochs, steps and seconds are the smaller run's total"
     )
     return claim
 
@@ -310,14 +315,17 @@ def gd_slow(e: Evidence) -> Claim:
     claim = Claim(
         "gd_slow",
         "Traditional (full-batch) gradient descent converges slowly: it needs many iterations.",
+        "primer",
     )
-    if e.has("bgd", "mbgd"):
-        claim.tests += compare_variants(e, "mbgd", "bgd", _protocols(e), "test_accuracy")
+    r = roles(e.variants)
+    if "plain" in r and "full" in r:
+        for protocol in e.protocols():
+            claim.tests.append(variant_test(e, r["plain"], r["full"], protocol, "test_accuracy"))
         claim.notes.append("per epoch: after the same epochs, mini-batch SGD against batch GD")
-    roles = batch_roles(e)
-    if roles is not None:
-        claim.tests.append(batch_test(e, roles["mini"], "full", "step"))
-        claim.notes.append("per iteration: at the same number of optimizer steps, from the batch-size sweep")
+    found = batch_roles(e)
+    if found is not None:
+        claim.tests.append(batch_test(e, found["mini"], "full", "step"))
+        claim.notes.append("per iteration: at the same number of optimizer steps, each size at its own rate")
     return claim
 
 
@@ -325,65 +333,97 @@ def momentum_claim(e: Evidence) -> Claim:
     claim = Claim(
         "momentum",
         "Momentum adds inertia: it speeds convergence and helps escape local minima.",
+        "primer",
     )
-    if e.has("momentum", "mbgd"):
-        claim.tests += compare_variants(e, "momentum", "mbgd", _protocols(e), "epoch_one")
-    claim.tests += landscape_tests(e, "momentum", "mbgd", ["rosenbrock"])
-    claim.tests += landscape_tests(e, "momentum", "mbgd", ["saddle"], "steps_to_tolerance")
-    claim.tests += landscape_tests(e, "momentum", "mbgd", MULTI_MINIMA)
+    r = roles(e.variants)
+    if "momentum" in r and "plain" in r:
+        for protocol in e.protocols():
+            claim.tests.append(variant_test(e, r["momentum"], r["plain"], protocol, "val_accuracy_epoch1"))
+    m = e.momentum_runs
+    if not m.empty:
+        best = sweep_best_steps(m)
+        plain_step = best.get((0.0, False))
+        for momentum in sorted(k[0] for k in best if k[0] > 0 and not k[1]):
+            if plain_step is not None:
+                claim.tests.append(
+                    sweep_test(
+                        m,
+                        (momentum, False, plain_step),
+                        (0.0, False, plain_step),
+                        "val_accuracy_epoch1",
+                        "same effective step",
+                    )
+                )
+    plain = r.get("plain")
+    if "momentum" in r and plain and not e.landscapes.empty:
+        for function, test, column in LANDSCAPE_SPEED + LANDSCAPE_ESCAPE:
+            for setting in ("own best", "matched step"):
+                if made := landscape_test(e, function, test, r["momentum"], plain, setting, column):
+                    claim.tests.append(made)
     claim.notes.append(
-        "speed: MNIST after one epoch, Rosenbrock's valley within the step budget, steps to leave the "
-        "saddle; escaping local minima: the landscapes with local minima"
+        "speed: MNIST validation accuracy after one epoch (the variants at their own tuned rates; the sweep "
+        "at plain SGD's best effective step η/(1−β)), Rosenbrock's valley within the step budget, steps to "
+        "settle past the saddle; escape: starts inside a local minimum's basin that end in a global one"
     )
     return claim
 
 
+LANDSCAPE_SPEED = [("rosenbrock", "reach", "reached_global"), ("saddle", "settle", "steps_to_tolerance")]
+LANDSCAPE_ESCAPE = [("two_wells", "escape", "escaped"), ("rastrigin", "escape", "escaped")]
+
+
 def nesterov_claim(e: Evidence) -> Claim:
-    claim = Claim("nesterov", "Nesterov's look-ahead improves on plain momentum.")
-    if e.has("nesterov", "momentum"):
-        claim.tests += compare_variants(e, "nesterov", "momentum", _protocols(e), "test_accuracy")
+    claim = Claim("nesterov", "Nesterov's look-ahead improves on plain momentum.", "implied")
+    r = roles(e.variants)
+    if "nesterov" in r and "momentum" in r:
+        for protocol in e.protocols():
+            claim.tests.append(variant_test(e, r["nesterov"], r["momentum"], protocol, "test_accuracy"))
     m = e.momentum_runs
     if not m.empty:
-        for momentum in sorted(m.loc[m["momentum"] > 0, "momentum"].unique()):
-            at = m[m["momentum"] == momentum]
-            nesterov = at[at["nesterov"].astype(bool)].set_index("seed")["final_val_accuracy"]
-            plain = at[~at["nesterov"].astype(bool)].set_index("seed")["final_val_accuracy"]
-            a, b = _pair(nesterov, plain)
-            claim.tests.append(
-                paired_test(
-                    f"Nesterov vs plain at momentum {momentum:g} (sweep)",
-                    "final validation accuracy",
-                    f"nesterov m={momentum:g}",
-                    f"plain m={momentum:g}",
-                    a,
-                    b,
+        best = sweep_best_steps(m)
+        for momentum in sorted(k[0] for k in best if k[0] > 0 and k[1]):
+            step = best.get((momentum, False))
+            if step is not None:
+                claim.tests.append(
+                    sweep_test(
+                        m,
+                        (momentum, True, step),
+                        (momentum, False, step),
+                        "final_val_accuracy",
+                        "same momentum and step",
+                    )
                 )
-            )
+    claim.notes.append("the primer presents Nesterov's look-ahead but never measures it against momentum")
     return claim
 
 
 def adaptive_claim(e: Evidence) -> Claim:
     claim = Claim(
         "adaptive",
-        "Adaptive learning rates (Adam, RMSProp, Adagrad) converge faster than plain SGD, at their "
-        "defaults and when every optimizer is tuned with the same budget.",
+        "Adaptive learning rates (Adam, RMSProp, Adagrad) converge faster than plain SGD.",
+        "primer",
     )
-    for variant in ADAPTIVE:
-        if e.has(variant, "mbgd"):
-            claim.tests += compare_variants(e, variant, "mbgd", _protocols(e), "epoch_one")
-    claim.notes.append("convergence speed: validation accuracy after the first epoch, against mbgd")
+    r = roles(e.variants)
+    if "plain" in r:
+        for variant in r["adaptive"]:
+            for protocol in e.protocols():
+                claim.tests.append(variant_test(e, variant, r["plain"], protocol, "val_accuracy_epoch1"))
+    claim.notes.append(
+        "convergence speed: validation accuracy after the first epoch, against plain mini-batch SGD"
+    )
     return claim
 
 
 def schedules_claim(e: Evidence) -> Claim:
-    claim = Claim("schedules", "A learning-rate schedule improves on a constant learning rate.")
-    scheduled = sorted(set(e.runs["variant"][e.runs["schedule"].notna()])) if not e.runs.empty else []
-    for variant in scheduled:
-        if e.has(variant, "mbgd"):
-            claim.tests += compare_variants(e, variant, "mbgd", _protocols(e), "test_accuracy")
+    claim = Claim("schedules", "A learning-rate schedule improves on a constant learning rate.", "implied")
+    r = roles(e.variants)
+    if "plain" in r:
+        for variant in r["scheduled"]:
+            for protocol in e.protocols():
+                claim.tests.append(variant_test(e, variant, r["plain"], protocol, "test_accuracy"))
     claim.notes.append(
-        "under `defaults` a scheduled variant also starts from its own learning rate; under `tuned` "
-        "every variant starts from its best rate, so only the schedule differs"
+        "tuned: each schedule's initial rate tuned over its whole schedule, plain SGD's constant rate tuned "
+        "with the same budget; at Keras' defaults the schedules also start from their own (5x higher) rate"
     )
     return claim
 
@@ -392,109 +432,119 @@ def learning_rate_claim(e: Evidence) -> Claim:
     claim = Claim(
         "learning_rate",
         "A high learning rate converges fast but may overshoot; a low one is slow but stable.",
+        "primer",
     )
     t = e.tuning
     if t.empty:
         return claim
-    t = t.assign(score=t["val_accuracy"].where(~t["diverged"].astype(bool), 0.0))  # diverged: learned nothing
-    grids = {v: rows.sort_values("learning_rate") for v, rows in t.groupby("variant", sort=False)}
-    grids = {v: rows for v, rows in grids.items() if len(rows) >= 2}
-    if not grids:
-        return claim
-    keys = list(grids)
-    low, next_up = [grids[k]["score"].iloc[0] for k in keys], [grids[k]["score"].iloc[1] for k in keys]
-    high, next_down = [grids[k]["score"].iloc[-1] for k in keys], [grids[k]["score"].iloc[-2] for k in keys]
-    measure = "validation accuracy after the tuning budget (a diverged run scores 0)"
+    coarse = t[t["stage"] == "coarse"] if "stage" in t else t
+    per_rate = coarse.groupby(["variant", "learning_rate"], sort=True).agg(
+        epoch1=("val_accuracy_epoch1", "mean"),
+        final=("val_accuracy", "mean"),
+        unstable=("unstable", "max"),
+    )
+    fast_high, fast_low, final_low, final_best, unstable_high, unstable_low = [], [], [], [], [], []
+    for _, grid in per_rate.groupby(level=0):
+        grid = grid.droplevel(0).sort_index()
+        if len(grid) < 2:
+            continue
+        stable = grid[~grid["unstable"].astype(bool)]
+        if len(stable) >= 2:
+            fast_high.append(_num(stable["epoch1"].iloc[-1]))
+            fast_low.append(_num(stable["epoch1"].iloc[0]))
+        final_low.append(_num(grid["final"].fillna(0).iloc[0]))
+        final_best.append(_num(grid["final"].fillna(0).max()))
+        unstable_high.append(bool(grid["unstable"].iloc[-1]))
+        unstable_low.append(bool(grid["unstable"].iloc[0]))
+    n = len(unstable_high)
     claim.tests += [
-        paired_test(
-            "lowest rate vs the next one up, across variants",
-            measure,
-            "lowest",
-            "next up",
-            low,
-            next_up,
-            False,
-        ),
-        paired_test(
-            "highest rate vs the next one down, across variants",
-            measure,
-            "highest",
-            "next down",
-            high,
-            next_down,
-            False,
-        ),
-    ]
-    diverged_low = sum(bool(grids[k]["diverged"].iloc[0]) for k in keys)
-    claim.tests.append(
         Test(
-            "lowest rate stays finite in every variant",
-            "diverged runs at the lowest rate",
+            "highest stable rate vs lowest rate, across variants",
+            "validation accuracy after epoch 1",
+            "accuracy",
+            "tuned",
+            "highest stable",
+            "lowest",
+            True,
+            fast_high,
+            fast_low,
+        ),
+        Test(
+            "lowest rate vs each variant's best rate",
+            "final validation accuracy",
+            "accuracy",
+            "tuned",
+            "lowest",
+            "best",
+            False,
+            final_low,
+            final_best,
+        ),
+        Test(
+            "the highest rate overshoots in some variant",
+            "variants unstable at their highest rate",
+            "count",
+            "tuned",
+            "highest",
+            "—",
+            True,
+            [float(sum(unstable_high))],
+            [],
+            {"count": sum(unstable_high), "of": n},
+            SUPPORTED if any(unstable_high) else CONTRADICTED,
+        ),
+        Test(
+            "the lowest rate is stable in every variant",
+            "variants unstable at their lowest rate",
+            "count",
+            "tuned",
             "lowest",
             "—",
             False,
-            float(diverged_low),
-            None,
-            {"count": diverged_low, "of": len(keys)},
-            SUPPORTED if diverged_low == 0 else CONTRADICTED,
-        )
-    )
-    diverged_high = sum(bool(grids[k]["diverged"].iloc[-1]) for k in keys)
+            [float(sum(unstable_low))],
+            [],
+            {"count": sum(unstable_low), "of": n},
+            SUPPORTED if not any(unstable_low) else CONTRADICTED,
+        ),
+    ]
     claim.notes.append(
-        f"each variant's tuning grid, one seed per rate, compared across the {len(keys)} variants; "
-        f"the highest rate diverged in {diverged_high} of them"
+        "each variant's coarse tuning grid (the same rates for all), mean over the tuning seeds, paired "
+        f"across the {n} variants; unstable: diverged, ended below the chance threshold, or with a "
+        "training loss above a uniform guess's"
     )
     return claim
 
 
 def optimal_momentum_claim(e: Evidence) -> Claim:
-    claim = Claim("optimal_momentum", "There is an optimal momentum, between too little and too much.")
+    claim = Claim(
+        "optimal_momentum", "There is an optimal momentum, between too little and too much.", "primer"
+    )
     m = e.momentum_runs
     if m.empty:
         return claim
-    plain = m[~m["nesterov"].astype(bool)]
-    by_momentum = {k: rows.set_index("seed")["final_val_accuracy"] for k, rows in plain.groupby("momentum")}
-    if len(by_momentum) < 3:
+    best = sweep_best_steps(m)
+    plain = sorted(k[0] for k in best if not k[1])
+    if len(plain) < 3:
         claim.notes.append("needs at least three momenta")
         return claim
-    inner = sorted(by_momentum)[1:-1]  # an optimum "in between" must beat both ends of the range
-    best = max(inner, key=lambda k: (by_momentum[k].mean(), -k))
-    for end in (min(by_momentum), max(by_momentum)):
-        a, b = _pair(by_momentum[best], by_momentum[end])
-        label = f"best inner momentum ({best:g}) vs momentum {end:g}"
-        claim.tests.append(paired_test(label, "final validation accuracy", f"m={best:g}", f"m={end:g}", a, b))
-    claim.notes.append(f"plain SGD with momentum, the sweep's momenta {sorted(by_momentum)}")
+    means = {k: sweep_values(m, k, False, best[(k, False)], "final_val_accuracy").mean() for k in plain}
+    inner = max(plain[1:-1], key=lambda k: (means[k], -k))  # an optimum "in between" must beat both ends
+    for end in (plain[0], plain[-1]):
+        claim.tests.append(
+            sweep_test(
+                m,
+                (inner, False, best[(inner, False)]),
+                (end, False, best[(end, False)]),
+                "final_val_accuracy",
+                "each at its own best step",
+            )
+        )
+    claim.notes.append(
+        f"plain SGD with momentum {plain}, each at its own best effective step "
+        f"{[best[(k, False)] for k in plain]}: an interior optimum counts only if it survives giving "
+        "every momentum its own rate"
+    )
     return claim
-
-
-def landscape_tests(
-    e: Evidence, a: str, b: str, functions: Sequence[str], measure: str = "reached_global"
-) -> list[Test]:
-    """a against b on each landscape, paired by start: the share of starts ending in a global minimum
-    (`reached_global`, higher is better) or the steps until a start settled there (`steps_to_tolerance`,
-    lower is better; over the starts that both settled)."""
-    tests = []
-    land = e.landscapes
-    if land.empty:
-        return tests
-    words = {
-        "reached_global": "share of starts ending in a global minimum",
-        "steps_to_tolerance": "steps until within tolerance of a global minimum",
-    }
-    for function in [f for f in functions if f in set(land["function"])]:
-        rows = land[land["function"] == function]
-        va = rows[rows["variant"] == a].set_index("start")[measure].astype(float)
-        vb = rows[rows["variant"] == b].set_index("start")[measure].astype(float)
-        if va.empty or vb.empty:
-            continue
-        pa, pb = _pair(va, vb)
-        label = f"{a} vs {b} on {function}" + (", steps" if measure == "steps_to_tolerance" else "")
-        tests.append(paired_test(label, words[measure], a, b, pa, pb, higher=measure == "reached_global"))
-    return tests
-
-
-def _protocols(e: Evidence) -> list[str]:
-    return list(dict.fromkeys(e.runs["protocol"]))
 
 
 CLAIMS = [
@@ -509,6 +559,11 @@ CLAIMS = [
 ]
 
 
-def evaluate(evidence: Evidence) -> list[dict]:
-    """Every claim as {"id", "claim", "verdict", "depends_on", "evidence"}, in the primer's order."""
-    return [make(evidence).as_dict() for make in CLAIMS]
+def evaluate(evidence: Evidence, rules: Rules) -> list[dict]:
+    """Every claim with its verdict per protocol and its decided tests, in the primer's order."""
+    return [make(evidence).judged(rules) for make in CLAIMS]
+
+
+def verdict_table(judged: list[dict]) -> dict:
+    """{claim: {protocol: verdict}}: what `dvc metrics diff` and `dvc exp show` compare."""
+    return {c["id"]: {p: v["verdict"] for p, v in c["verdicts"].items()} for c in judged}

@@ -50,19 +50,10 @@ def free_memory_bytes() -> int:
 
 
 def cpu_cores() -> int:
-    """The cores this process may run on (its affinity mask, which containers narrow), at least one."""
+    """The cores this process may run on (its affinity mask, which containers narrow), at least one.
+    It decides how many threads train a group's stacks side by side, which changes speed only: how a
+    group splits never depends on the machine (study/stacked.py)."""
     return max(1, len(os.sched_getaffinity(0)))
-
-
-def l2_cache_bytes(cpu: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
-    """One core's level-2 cache, as Linux describes it; 1 MiB (a common size) where it does not."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    for cache in sorted(cpu.glob("index*")):
-        with contextlib.suppress(OSError, ValueError):
-            if (cache / "level").read_text().strip() == "2":
-                size = (cache / "size").read_text().strip()
-                return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
-    return 1 << 20
 
 
 def configure_determinism(deterministic: bool) -> bool:

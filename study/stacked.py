@@ -8,8 +8,12 @@ every member of the program. benchmarks/bench_training.py measures the gain agai
 compiled fit.
 
 A group runs as one program (a `Stack`) on a GPU, and on a CPU as a few stacks side by side, one
-thread each, each small enough for a core's cache (`stack_sizes` says why and how many): a `Group`.
-Either way a member's result depends on its own seed and settings only.
+thread each (`stack_sizes` says why and how many): a `Group`. A member's result depends on its own
+seed and settings, up to float rounding: how many members share its program changes the order in which
+XLA sums. So how runs split into groups and stacks is a function of the params alone, pinned here
+(STACKS, STACK_CACHE_BYTES, GROUP_BYTES), never of the machine's cores, cache or free memory: the same
+params give the same numbers on any CPU of the same kind. Only how many threads run the stacks follows
+the machine, which changes speed, not a result. On a GPU a group is one stack.
 
 How the stacking works:
 - Weights. Every weight gets a leading `members` axis. Member i starts from exactly the weights
@@ -64,6 +68,13 @@ from study.variants import NOT_OPTIMIZER_ARGUMENTS, OPTIMIZERS, build_optimizer,
 
 IMAGE_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 CACHE_BOUND_BATCH = 4  # batches this small train faster in stacks that fit a core's cache (`stack_sizes`)
+# How a group splits, pinned (see the module's docstring): into STACKS stacks side by side on a CPU, at
+# batches up to CACHE_BOUND_BATCH into stacks small enough for STACK_CACHE_BYTES of cache (a core's L2
+# on the 2-core CPU `stack_sizes` was measured on), and a group holds at most GROUP_BYTES of members
+# (`member_bytes`: 5 full-batch members of the default network, any number of the others).
+STACKS = 2
+STACK_CACHE_BYTES = 2 << 20
+GROUP_BYTES = 4 << 30
 SCORE_BYTES = 64 << 20  # the largest layer's activations per chunk when scoring a split
 
 
@@ -121,11 +132,12 @@ def train_group(
     steps x that, one run's honest time. Without it they are the group's wall-clock training time.
     `checkpoints`: optimizer steps (counted from the start of the run) after which validation is also
     scored inside an epoch; each record's `checkpoints` then lists every score, these and the epochs'.
-    `members_per_group`: the most members one group holds; None: as many as half the device's free
-    memory allows (`max_members`). More runs than that train as several groups, one after another,
-    with the same results: a member depends on its own seed and settings only.
+    `members_per_group`: the most members one group holds; None: as many as GROUP_BYTES holds
+    (`group_members`), whatever the machine. More runs than that train as several groups, one after
+    another. A group that needs more than the device's free memory is refused before it trains.
     """
-    limit = max(1, members_per_group or max_members(study, variant_name))
+    limit = max(1, members_per_group or group_members(study, variant_name))
+    _check_memory(study, variant_name, min(limit, len(seeds)))
     results: list[MemberResult] = []
     for first in range(0, len(seeds), limit):
         part = slice(first, first + limit)
@@ -145,11 +157,8 @@ def train_group(
 
 
 def member_bytes(study: Study, variant_name: str) -> int:
-    """A generous estimate of what one member adds to a group: its weights with their gradients and up
-    to two optimizer slots and a copy (5 x 4 bytes per weight), and its activations for one batch, kept
-    for the backward pass and its gradients (4 copies of every layer's output, the input included)."""
-    weights, units = _network_size(study)
-    return 4 * (5 * weights + 4 * study.batch_size(variant_name) * units)
+    """A generous estimate of what one member adds to a group: one run's (`Study.run_bytes`)."""
+    return study.run_bytes(study.batch_size(variant_name))
 
 
 def _network_size(study: Study) -> tuple[int, int]:
@@ -158,10 +167,21 @@ def _network_size(study: Study) -> tuple[int, int]:
     return sum((a + 1) * b for a, b in itertools.pairwise(widths)), sum(widths)
 
 
-def max_members(study: Study, variant_name: str, share: float = 0.5) -> int:
-    """How many members of the variant fit in `share` of the device's free memory (a GPU's, read from
-    nvidia-smi, else the machine's), at least one."""
-    return max(1, int(share * runtime.free_memory_bytes() // member_bytes(study, variant_name)))
+def group_members(study: Study, variant_name: str) -> int:
+    """How many members of the variant one group holds: as many as GROUP_BYTES holds, at least one. A
+    function of the params alone, so that the same runs group the same way on every machine."""
+    return max(1, GROUP_BYTES // member_bytes(study, variant_name))
+
+
+def _check_memory(study: Study, variant_name: str, members: int) -> None:
+    """Refuse, in one line, a group the device cannot hold, rather than let it fail mid-training."""
+    needed, free = members * member_bytes(study, variant_name), runtime.free_memory_bytes()
+    if needed > free:
+        raise StudyError(
+            f"{variant_name}: a group of {members} runs needs about {needed / 1e9:.1f} GB, but "
+            f"{free / 1e9:.1f} GB of memory is free: close other programs, or use fewer or smaller "
+            "layers (model.hidden_units) or smaller batches"
+        )
 
 
 def _train_one_group(
@@ -302,9 +322,11 @@ def _warm_up_xla() -> None:
 
 
 def stack_sizes(
-    study: Study, variant_name: str, members: int, cores: int | None = None, cache: int | None = None
+    study: Study, variant_name: str, members: int, cores: int = STACKS, cache: int = STACK_CACHE_BYTES
 ) -> list[int]:
-    """How many members each of a group's stacks holds: one stack on a GPU, one per core on a CPU.
+    """How many members each of a group's stacks holds: one stack on a GPU; on a CPU, `cores` stacks,
+    split further at small batches until each fits `cache`. Pinned (STACKS, STACK_CACHE_BYTES): the
+    machine's own cores and cache only decide how many threads run the stacks (`Group`).
 
     Measured on a 2-core CPU (2 MiB of L2 per core), members at batch 32: 140-177 µs per member-step
     as one stack of 10, 95-139 µs as two stacks of 5 side by side. One stack's fused loops are each
@@ -319,8 +341,6 @@ def stack_sizes(
     """
     if runtime.on_gpu():
         return [members]
-    cores = cores or runtime.cpu_cores()
-    cache = cache or runtime.l2_cache_bytes()
     member = step_bytes(study, variant_name)
     if member > cache:
         return [members]
@@ -348,9 +368,10 @@ def slots(study: Study, variant_name: str) -> int:
 
 
 class Group:
-    """A group's members as `stack_sizes` says: one or more `Stack`s, trained side by side, one thread
-    each (TensorFlow releases Python's lock while a compiled program runs). Its methods are a Stack's,
-    over all members in the seeds' order; a member's result does not depend on how the group splits."""
+    """A group's members as `stack_sizes` says: one or more `Stack`s, trained side by side on up to one
+    thread per core (TensorFlow releases Python's lock while a compiled program runs). Its methods are
+    a Stack's, over all members in the seeds' order. The threads change only when a stack runs, never
+    what it computes."""
 
     def __init__(self, study: Study, variant_name: str, seeds: list[int], learning_rates=None):
         rates = learning_rates or [study.variant(variant_name).learning_rate] * len(seeds)
@@ -389,7 +410,7 @@ class Group:
         if len(self.stacks) == 1:
             parts = [work(self.stacks[0], *self.bounds[0])]
         else:
-            with ThreadPoolExecutor(len(self.stacks)) as pool:
+            with ThreadPoolExecutor(min(len(self.stacks), runtime.cpu_cores())) as pool:
                 parts = list(
                     pool.map(lambda k: work(self.stacks[k], *self.bounds[k]), range(len(self.stacks)))
                 )

@@ -80,7 +80,7 @@ def study_runs():
         make_record("slow", 2, [0.5, None], diverged_epoch=2),
     ]
     evaluations = {"fast": evaluation(tuned=[0.97, 0.98, 0.99]), "slow": evaluation(tuned=[0.5, 0.6, 0.1])}
-    return analysis.runs_table(records, evaluations, 0.97)
+    return analysis.runs_table(records, evaluations, 0.97, chance=0.2)
 
 
 def test_summary_gives_each_metric_a_mean_and_interval_over_seeds():

@@ -4,49 +4,76 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study import claims
-from study.claims import CONTRADICTED, DEPENDS, NOISE, SUPPORTED, Evidence
+from study import analysis, claims, verdicts
+from study.claims import Evidence
+from study.params import AdamVariant, SGDVariant
+from study.statistics import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED
+from study.verdicts import MIXED, NOT_TESTED, Rules
 
-SEEDS = [0, 1, 2, 3, 4]
-JITTER = np.array([0.001, -0.002, 0.0, 0.002, -0.001])  # seed luck, shared by every variant (paired)
+SEEDS = list(range(10))
+RNG = np.random.default_rng(0)
+LUCK = RNG.normal(0, 0.002, len(SEEDS))  # each seed's luck, shared by every variant (paired)
+RULES = Rules()
+
+
+def sgd(batch=32, momentum=0.0, nesterov=False, rate=0.01) -> SGDVariant:
+    return SGDVariant(
+        optimizer="sgd",
+        batch_size=batch,
+        learning_rate=rate,
+        search=[1e-4, 1.0],
+        momentum=momentum,
+        nesterov=nesterov,
+    )
+
+
+VARIANTS = {
+    "plain": sgd(),
+    "heavy": sgd(momentum=0.9, rate=0.001),
+    "ahead": sgd(momentum=0.9, nesterov=True, rate=0.001),
+    "adaptive": AdamVariant(optimizer="adam", batch_size=32, learning_rate=0.001, search=[1e-4, 1.0]),
+}
 
 
 def evidence(**tables) -> Evidence:
-    empty = {name: pd.DataFrame() for name in Evidence.__dataclass_fields__}
-    return Evidence(**(empty | tables))
+    empty = {name: pd.DataFrame() for name in Evidence.__dataclass_fields__ if name != "variants"}
+    return Evidence(**{"variants": VARIANTS, **(empty | tables)})
 
 
-def runs_and_curves(epoch_one: dict[str, np.ndarray], test: dict[str, np.ndarray] | None = None):
-    """Runs of each variant under both protocols: validation accuracy after epoch 1 and test accuracy."""
-    runs, curves = [], []
-    for variant, values in epoch_one.items():
-        for protocol in ("defaults", "tuned"):
-            for seed, value in zip(SEEDS, values, strict=True):
-                accuracy = float((test or epoch_one)[variant][seed])
-                runs.append(
+def runs(
+    epoch1: dict[str, float],
+    test: dict[str, float] | None = None,
+    spread: float = 1.0,
+    rates: dict | None = None,
+    protocols=("tuned",),
+) -> pd.DataFrame:
+    """Every variant's runs: its mean plus each seed's shared luck (times `spread`), plus a little noise."""
+    rows = []
+    for variant, mean in epoch1.items():
+        own = RNG.normal(0, 0.0003, len(SEEDS))
+        for protocol in protocols:
+            for seed in SEEDS:
+                value = mean + spread * LUCK[seed] + own[seed]
+                rows.append(
                     {
                         "variant": variant,
                         "protocol": protocol,
                         "seed": seed,
-                        "test_accuracy": accuracy,
-                        "final_val_accuracy": accuracy,
-                        "schedule": "cosine" if variant.endswith("cosine") else None,
+                        "learning_rate": (rates or {}).get(variant, 0.01),
+                        "val_accuracy_epoch1": value,
+                        "final_val_accuracy": value,
+                        "test_accuracy": (test or epoch1)[variant] + spread * LUCK[seed] + own[seed],
                     }
                 )
-                curves.append(
-                    {
-                        "variant": variant,
-                        "protocol": protocol,
-                        "seed": seed,
-                        "epoch": 1,
-                        "val_accuracy": value,
-                    }
-                )
-    return pd.DataFrame(runs), pd.DataFrame(curves)
+    return pd.DataFrame(rows)
 
 
 def by_id(found: list[dict], claim_id: str) -> dict:
     return next(c for c in found if c["id"] == claim_id)
+
+
+def tuned_verdict(found, claim_id):
+    return by_id(found, claim_id)["verdicts"]["tuned"]["verdict"]
 
 
 @pytest.mark.parametrize(
@@ -54,181 +81,199 @@ def by_id(found: list[dict], claim_id: str) -> dict:
     [
         ([SUPPORTED, SUPPORTED], SUPPORTED),
         ([CONTRADICTED], CONTRADICTED),
-        ([SUPPORTED, CONTRADICTED], DEPENDS),
-        ([SUPPORTED, NOISE], DEPENDS),
-        ([NOISE, NOISE], DEPENDS),
-        ([], DEPENDS),
+        ([NO_EFFECT, NO_EFFECT], NO_EFFECT),
+        ([INCONCLUSIVE], INCONCLUSIVE),
+        ([SUPPORTED, CONTRADICTED], MIXED),
+        ([SUPPORTED, NO_EFFECT], MIXED),
+        ([], NOT_TESTED),
     ],
 )
-def test_verdict_from_outcomes(outcomes, expected):
-    assert claims.verdict(outcomes) == expected
+def test_a_verdict_is_the_tests_common_outcome_or_mixed(outcomes, expected):
+    assert verdicts.verdict(outcomes) == expected
 
 
-def test_outcome_reads_the_interval_against_the_predicted_side():
-    assert claims.outcome({"ci_low": 0.01, "ci_high": 0.03, "n_seeds": 5}, higher=True) == SUPPORTED
-    assert claims.outcome({"ci_low": 0.01, "ci_high": 0.03, "n_seeds": 5}, higher=False) == CONTRADICTED
-    assert claims.outcome({"ci_low": -0.01, "ci_high": 0.03, "n_seeds": 5}, higher=True) == NOISE
-    # one pair has no spread: however large its difference, it cannot be told from noise
-    assert claims.outcome({"ci_low": 0.2, "ci_high": 0.2, "n_seeds": 1}, higher=True) == NOISE
+def test_a_mixed_verdict_names_which_conditions_went_which_way():
+    decided = [{"test": "per epoch", "outcome": SUPPORTED}, {"test": "per second", "outcome": CONTRADICTED}]
+    assert verdicts.conditions(decided) == "holds: per epoch | fails: per second"
+    assert verdicts.conditions(decided[:1]) is None
 
 
-def test_adaptive_claim_contradicted_when_plain_sgd_is_faster_in_every_seed():
-    runs, curves = runs_and_curves(
-        {
-            "mbgd": 0.90 + JITTER,
-            "adam": 0.85 + JITTER * 1.5,
-            "rmsprop": 0.86 + JITTER,
-            "adagrad": 0.80 + JITTER * 0.5,
-        }
+def test_a_clear_lead_supports_and_a_clear_deficit_contradicts():
+    found = claims.evaluate(evidence(runs=runs({"plain": 0.90, "adaptive": 0.95})), RULES)
+    assert tuned_verdict(found, "adaptive") == SUPPORTED
+    found = claims.evaluate(evidence(runs=runs({"plain": 0.95, "adaptive": 0.90})), RULES)
+    assert tuned_verdict(found, "adaptive") == CONTRADICTED
+
+
+def test_every_test_inside_a_tight_margin_is_no_detectable_effect():
+    found = claims.evaluate(evidence(runs=runs({"plain": 0.95, "adaptive": 0.9501})), RULES)
+    claim = by_id(found, "adaptive")
+    assert claim["verdicts"]["tuned"]["verdict"] == NO_EFFECT
+    test = claim["tests"][0]
+    assert -RULES.margins["accuracy"] < test["tost_low"] < test["tost_high"] < RULES.margins["accuracy"]
+    assert (
+        0 < test["mde"] < RULES.margins["accuracy"]
+    )  # the test could have seen an effect of the margin's size
+
+
+def test_a_wide_interval_is_inconclusive_not_no_effect():
+    found = claims.evaluate(evidence(runs=runs({"plain": 0.95, "adaptive": 0.951}, spread=0.0)), RULES)
+    assert tuned_verdict(found, "adaptive") in (SUPPORTED, NO_EFFECT)  # paired luck cancels: decided
+    noisy = runs({"plain": 0.95, "adaptive": 0.951})
+    noisy.loc[noisy["variant"] == "adaptive", "val_accuracy_epoch1"] += RNG.normal(0, 0.01, len(SEEDS))
+    found = claims.evaluate(evidence(runs=noisy), RULES)
+    test = by_id(found, "adaptive")["tests"][0]
+    assert test["outcome"] == INCONCLUSIVE
+    assert test["mde"] > RULES.margins["accuracy"]  # too noisy to see an effect of the margin's size
+
+
+def test_tests_of_one_claim_share_the_error_budget():
+    found = claims.evaluate(
+        evidence(runs=runs({"plain": 0.9, "adaptive": 0.95}, protocols=("tuned", "defaults"))), RULES
     )
-    adaptive = by_id(claims.evaluate(evidence(runs=runs, curves=curves)), "adaptive")
-    assert adaptive["verdict"] == CONTRADICTED
-    tests = adaptive["evidence"]["tests"]
-    assert len(tests) == 6  # three optimizers x two protocols
-    adam = next(t for t in tests if t["a"] == "adam")
-    assert adam["mean"] == pytest.approx(-0.05, abs=1e-3) and adam["ci_high"] < 0
+    verdicts = by_id(found, "adaptive")["verdicts"]
+    assert verdicts["tuned"]["tests"] == 1 and verdicts["tuned"]["alpha_per_test"] == pytest.approx(0.05)
+    assert verdicts["defaults"]["verdict"] == SUPPORTED  # each protocol has a verdict of its own
 
 
-def test_adaptive_claim_supported_when_every_adaptive_optimizer_is_faster():
-    runs, curves = runs_and_curves(
-        {"mbgd": 0.88 + JITTER, "adam": 0.93 + JITTER, "rmsprop": 0.94 + JITTER * 2, "adagrad": 0.9 + JITTER}
+def momentum_sweep(plain_best: float = 0.1, momentum_is_bigger_step: bool = True) -> pd.DataFrame:
+    """A sweep where momentum beta at rate eta is exactly plain SGD at eta / (1 - beta): a setting's
+    accuracy depends on its effective step alone (peaking at `plain_best`), plus the seed's luck."""
+    rows = []
+    for momentum in (0.0, 0.5, 0.9):
+        for nesterov in (False, True) if momentum > 0 else (False,):
+            for step in (0.01, 0.1, 1.0):
+                accuracy = 0.97 - 0.02 * abs(np.log10(step / plain_best))
+                for seed in SEEDS[:5]:
+                    value = accuracy + LUCK[seed] + RNG.normal(0, 0.0002)
+                    rows.append(
+                        {
+                            "momentum": momentum,
+                            "nesterov": nesterov,
+                            "effective_step": step,
+                            "learning_rate": step * (1 - momentum),
+                            "seed": seed,
+                            "val_accuracy_epoch1": value,
+                            "final_val_accuracy": value,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_momentum_that_is_sgd_at_a_larger_step_has_no_effect_at_the_matched_step():
+    # Momentum at 0.001 and beta 0.9 steps like plain SGD at 0.01: any lead at equal rates is a longer step.
+    found = claims.evaluate(evidence(momentum_runs=momentum_sweep()), RULES)
+    claim = by_id(found, "momentum")
+    matched = [t for t in claim["tests"] if "same effective step" in t["test"]]
+    assert matched and all(t["outcome"] == NO_EFFECT for t in matched)
+    assert all(t["a_effective_step"] == t["b_effective_step"] == pytest.approx(0.1) for t in matched)
+    assert all(t["a_learning_rate"] < t["b_learning_rate"] for t in matched)  # eta = step x (1 - beta)
+
+
+def test_an_optimum_in_momentum_must_survive_each_momentum_at_its_own_rate():
+    # Accuracy depends on the effective step alone: at each beta's best step every momentum ties.
+    found = claims.evaluate(evidence(momentum_runs=momentum_sweep()), RULES)
+    claim = by_id(found, "optimal_momentum")
+    assert claim["verdicts"]["tuned"]["verdict"] == NO_EFFECT
+    assert {t["b"] for t in claim["tests"]} == {"momentum 0 at step 0.1", "momentum 0.9 at step 0.1"}
+
+
+def test_a_momentum_variant_names_its_effective_step():
+    found = claims.evaluate(
+        evidence(runs=runs({"plain": 0.9, "heavy": 0.9}, rates={"heavy": 0.0316, "plain": 0.316})), RULES
     )
-    assert by_id(claims.evaluate(evidence(runs=runs, curves=curves)), "adaptive")["verdict"] == SUPPORTED
+    test = by_id(found, "momentum")["tests"][0]
+    assert test["a_effective_step"] == pytest.approx(0.316)
+    assert test["b_effective_step"] == pytest.approx(0.316)
 
 
-def test_a_difference_within_noise_gives_depends_not_supported():
-    # Nesterov ahead on average, but not in every seed: the interval includes zero.
-    momentum = np.array([0.950, 0.960, 0.955, 0.948, 0.962])
-    nesterov = momentum + np.array([0.010, -0.008, 0.006, -0.004, 0.007])
-    runs, curves = runs_and_curves({"momentum": momentum, "nesterov": nesterov})
-    claim = by_id(claims.evaluate(evidence(runs=runs, curves=curves)), "nesterov")
-    assert {t["outcome"] for t in claim["evidence"]["tests"]} == {NOISE}
-    assert claim["verdict"] == DEPENDS
-    assert "within noise" in claim["depends_on"]
+def test_roles_come_from_settings_not_names():
+    found = claims.roles({"x": sgd(batch="full"), "y": sgd(batch=1), "z": sgd(), "w": sgd(momentum=0.9)})
+    assert (found["full"], found["stochastic"], found["plain"], found["momentum"]) == ("x", "y", "z", "w")
+    assert "nesterov" not in found
 
 
-def test_schedules_compare_only_scheduled_variants_with_the_constant_rate():
-    runs, curves = runs_and_curves(
-        {"mbgd": 0.93 + JITTER, "mbgd_cosine": 0.95 + JITTER, "adam": 0.97 + JITTER}
-    )
-    claim = by_id(claims.evaluate(evidence(runs=runs, curves=curves)), "schedules")
-    assert {t["a"] for t in claim["evidence"]["tests"]} == {"mbgd_cosine"}
-    assert claim["verdict"] == SUPPORTED
+def test_a_run_at_chance_counts_as_unstable():
+    assert analysis.unstable(False, 0.098, 2.30, chance=0.2)
+    assert analysis.unstable(True, None, None, chance=0.2)
+    assert analysis.unstable(False, 0.5, 3.1, chance=0.2)  # training loss above a uniform guess's: overshot
+    assert not analysis.unstable(False, 0.97, 0.1, chance=0.2)
 
 
-def momentum_sweep(means: dict[float, float]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {"momentum": m, "nesterov": False, "seed": s, "final_val_accuracy": mean + JITTER[s]}
-            for m, mean in means.items()
-            for s in SEEDS
-        ]
-    )
-
-
-def test_optimal_momentum_inside_the_range_is_supported():
-    sweep = momentum_sweep({0.0: 0.92, 0.5: 0.94, 0.9: 0.96, 0.99: 0.90})
-    claim = by_id(claims.evaluate(evidence(momentum_runs=sweep)), "optimal_momentum")
-    assert claim["verdict"] == SUPPORTED
-    assert [t["a"] for t in claim["evidence"]["tests"]] == ["m=0.9", "m=0.9"]
-
-
-def test_no_optimum_inside_the_range_when_the_most_momentum_is_best():
-    sweep = momentum_sweep({0.0: 0.90, 0.5: 0.92, 0.9: 0.95, 0.99: 0.97})
-    claim = by_id(claims.evaluate(evidence(momentum_runs=sweep)), "optimal_momentum")
-    assert claim["verdict"] == DEPENDS
-    assert "contradicted: best inner momentum (0.9) vs momentum 0.99" in claim["depends_on"]
-
-
-def test_optimal_momentum_contradicted_when_no_momentum_is_best():
-    sweep = momentum_sweep({0.0: 0.99, 0.5: 0.92, 0.9: 0.95, 0.99: 0.97})
-    claim = by_id(claims.evaluate(evidence(momentum_runs=sweep)), "optimal_momentum")
-    assert claim["verdict"] == CONTRADICTED
-
-
-def batch_sweep(per_size: dict[str, tuple[float, int, float]]):
-    """Made-up sweep: per batch label (accuracy gained per epoch, steps per epoch, seconds per step)."""
-    runs, curves = [], []
-    for label, (per_epoch, steps_per_epoch, seconds_per_step) in per_size.items():
-        for seed in SEEDS:
-            runs.append(
-                {"batch_label": label, "seed": seed, "peak_memory_bytes": 1e6 * steps_per_epoch**-0.5}
-            )
-            for step in sorted({1, 2, steps_per_epoch // 2 or 1, steps_per_epoch, 2 * steps_per_epoch}):
-                epoch = step / steps_per_epoch
-                curves.append(
+def tuning_grid(unstable_high: bool) -> pd.DataFrame:
+    rows = []
+    for variant in ("plain", "adaptive", "heavy"):
+        for i, rate in enumerate((1e-4, 1e-3, 1e-2, 1e-1, 1.0)):
+            for seed in (100, 101):
+                high = i == 4 and unstable_high
+                rows.append(
                     {
-                        "batch_label": label,
+                        "variant": variant,
+                        "stage": "coarse",
+                        "learning_rate": rate,
                         "seed": seed,
-                        "step": step,
-                        "epoch": epoch,
-                        "seconds": step * seconds_per_step,
-                        "val_accuracy": min(1.0, 0.1 + per_epoch * epoch + JITTER[seed]),
+                        "val_accuracy_epoch1": 0.1 if high else 0.5 + 0.1 * i + 0.01 * seed % 2,
+                        "val_accuracy": 0.1 if high else 0.8 + 0.03 * i,
+                        "unstable": high,
                     }
                 )
-    return pd.DataFrame(runs), pd.DataFrame(curves)
+    return pd.DataFrame(rows)
 
 
-def test_at_budget_interpolates_in_log_steps():
-    curve = pd.DataFrame({"step": [10, 1000], "seconds": [1.0, 100.0], "val_accuracy": [0.2, 0.8]})
-    assert claims.at_budget(curve, "step", 100) == pytest.approx(0.5)
-    assert claims.at_budget(curve, "step", 5) is None  # before the first score nothing was measured
-    assert claims.at_budget(curve, "seconds", 100.0) == pytest.approx(0.8)
+def test_the_learning_rate_claim_counts_a_run_at_chance_as_overshooting():
+    found = claims.evaluate(evidence(tuning=tuning_grid(unstable_high=True)), RULES)
+    tests = {t["test"]: t["outcome"] for t in by_id(found, "learning_rate")["tests"]}
+    assert tests["the highest rate overshoots in some variant"] == SUPPORTED
+    assert tests["the lowest rate is stable in every variant"] == SUPPORTED
+    assert tests["highest stable rate vs lowest rate, across variants"] == SUPPORTED
+    found = claims.evaluate(evidence(tuning=tuning_grid(unstable_high=False)), RULES)
+    tests = {t["test"]: t["outcome"] for t in by_id(found, "learning_rate")["tests"]}
+    assert tests["the highest rate overshoots in some variant"] == CONTRADICTED
 
 
-def test_batch_tradeoffs_depend_on_what_speed_is_measured_against():
-    # Small batches learn most per epoch but take many slow steps; the whole split learns most per step.
-    runs, curves = batch_sweep({"1": (0.8, 1000, 0.01), "32": (0.6, 32, 0.02), "full": (0.1, 1, 1.0)})
-    claim = by_id(claims.evaluate(evidence(batch_runs=runs, batch_curves=curves)), "batch_tradeoffs")
-    outcomes = {t["test"]: t["outcome"] for t in claim["evidence"]["tests"]}
-    assert outcomes["batch 1 vs batch full, per epoch"] == SUPPORTED
-    assert outcomes["batch 1 vs batch full, per step"] == CONTRADICTED
-    assert outcomes["batch full vs batch 1, peak memory"] == SUPPORTED
-    assert claim["verdict"] == DEPENDS
-    assert "contradicted: batch 1 vs batch full, per step" in claim["depends_on"]
-
-
-def test_momentum_escapes_local_minima_counted_over_the_same_starts():
-    starts = range(40)
-    landscapes = pd.DataFrame(
-        [
-            {"function": "two_wells", "variant": variant, "start": s, "reached_global": reached}
-            for s in starts
-            for variant, reached in (("mbgd", s % 2 == 0), ("momentum", s % 2 == 0 or s % 3 == 0))
-        ]
+def test_memory_repeats_decide_only_beyond_their_range():
+    memory = pd.DataFrame(
+        {"batch_label": ["full"] * 3 + ["1"] * 3, "peak_memory_bytes": [300, 310, 320, 100, 110, 105]}
     )
-    claim = by_id(claims.evaluate(evidence(landscapes=landscapes)), "momentum")
-    (test,) = claim["evidence"]["tests"]
-    assert test["a_mean"] == pytest.approx(sum(s % 2 == 0 or s % 3 == 0 for s in starts) / 40)
-    assert test["b_mean"] == pytest.approx(0.5)
-    assert test["outcome"] == SUPPORTED
+    test = claims.memory_test(evidence(batch_memory=memory), "full", "1")
+    assert test.decided(RULES, 0.05)["outcome"] == SUPPORTED
+    memory["peak_memory_bytes"] = [150, 200, 160, 100, 120, 110]  # 1.25x to 2x: the repeats cannot decide
+    assert (
+        claims.memory_test(evidence(batch_memory=memory), "full", "1").decided(RULES, 0.05)["outcome"]
+        == INCONCLUSIVE
+    )
 
 
-def test_every_claim_is_reported_even_without_its_measurements():
-    found = claims.evaluate(evidence())
+def test_every_claim_is_listed_even_without_its_measurements():
+    found = claims.evaluate(evidence(), RULES)
     assert [c["id"] for c in found] == [make(evidence()).id for make in claims.CLAIMS]
-    assert len(found) == 8
-    assert all(c["verdict"] == DEPENDS and "no measurement" in c["depends_on"] for c in found)
+    assert all(c["verdicts"]["tuned"]["verdict"] == NOT_TESTED for c in found)
+    assert {c["source"] for c in found} == {"primer", "implied"}
+    assert by_id(found, "nesterov")["source"] == "implied"
 
 
-def test_the_batch_sweep_scores_at_log_spaced_steps():
-    from stages.batch_sweep import checkpoint_steps
-
-    assert checkpoint_steps(1000, 3) == [1, 2, 5, 10, 22, 46, 100, 215, 464, 1000]
-    assert checkpoint_steps(250, 1) == [1, 10, 100]
-    assert checkpoint_steps(1, 3) == [1]
-
-
-def test_steps_to_a_minimum_compare_only_starts_that_both_settled_and_fewer_is_better():
+def test_landscape_tests_compare_momentum_at_own_and_matched_steps():
     rows = []
-    for start in range(6):
-        rows.append({"function": "saddle", "variant": "mbgd", "start": start, "reached_global": True,
-                     "steps_to_tolerance": 50 + start})  # fmt: skip
-        settled = start != 5  # momentum never settles from start 5: that start is left out of the pairs
-        rows.append({"function": "saddle", "variant": "momentum", "start": start, "reached_global": settled,
-                     "steps_to_tolerance": 20 + 2 * start if settled else None})  # fmt: skip
-    claim = by_id(claims.evaluate(evidence(landscapes=pd.DataFrame(rows))), "momentum")
-    (steps,) = [t for t in claim["evidence"]["tests"] if t["test"] == "momentum vs mbgd on saddle, steps"]
-    assert steps["n_seeds"] == 5
-    assert steps["mean"] == pytest.approx(-30 + 2)  # (20 + 2s) - (50 + s) over s = 0..4
-    assert steps["outcome"] == SUPPORTED  # fewer steps is what the claim predicts
+    for variant, setting, rate, escaped in [
+        ("plain", "own best", 0.1, 0),
+        ("heavy", "own best", 0.1, 1),
+        ("heavy", "matched step", 0.01, 0),
+    ]:
+        for start in range(40):
+            rows.append(
+                {
+                    "function": "two_wells",
+                    "test": "escape",
+                    "variant": variant,
+                    "stands_for": variant,
+                    "setting": setting,
+                    "learning_rate": rate,
+                    "start": start,
+                    "escaped": escaped if start % 2 else 0,
+                    "reached_global": escaped,
+                }
+            )
+    found = claims.evaluate(evidence(landscapes=pd.DataFrame(rows)), RULES)
+    tests = {t["test"]: t for t in by_id(found, "momentum")["tests"]}
+    assert tests["heavy vs plain on two_wells, escape (own best rates)"]["outcome"] == SUPPORTED
+    assert tests["heavy vs plain on two_wells, escape (plain SGD's effective step)"]["outcome"] == NO_EFFECT

@@ -1,9 +1,16 @@
-"""fetch_mnist against real HTTP servers on 127.0.0.1 that misbehave the ways mirrors do.
+"""fetch_mnist against real HTTP servers on 127.0.0.1 that misbehave the ways mirrors do, or worse.
 
 Every failure must end in one StudyError line naming each source and why it failed, and must leave
-nothing at the destination or beside it: DVC would cache a partial file as if it were MNIST.
+nothing at the destination or beside it: DVC would cache a partial file as if it were MNIST. A hostile
+source (endless, trickling, huge, a zip bomb, a device) must cost no more than its deadline and a few
+chunks of memory. Every server here stops by itself: its loops end when the test does, or after
+TEST_LIMIT_S.
 """
 
+import contextlib
+import io
+import os
+import resource
 import signal
 import socket
 import struct
@@ -11,11 +18,14 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
+import zipfile
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from study import data, params
@@ -326,3 +336,213 @@ def test_download_stage(fake, tmp_path):
     assert done.returncode == 0, done.stderr
     assert str(fake.path) in done.stdout
     assert (tmp_path / "data/raw/mnist.npz").read_bytes() == fake.body
+
+
+# Hostile sources: each must be refused within its deadline, in a bounded amount of memory, leaving
+# nothing behind. Limits are those of the fake MNIST here (400 images: about 0.9 MB at most).
+
+
+@pytest.fixture
+def memory():
+    """Peak memory Python allocates during the test (NumPy's arrays included), in bytes."""
+    tracemalloc.start()
+    yield lambda: tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
+
+MEMORY_BOUND = 8 << 20  # a few chunks and the fake arrays; a decompressed bomb or a buffered body is far more
+
+
+def endless(handler):
+    """No Content-Length, and zeros until the client hangs up (or the test ends)."""
+    handler.send_response(200)
+    handler.end_headers()
+    deadline = time.monotonic() + TEST_LIMIT_S
+    with contextlib.suppress(OSError):
+        while not handler.server.release.is_set() and time.monotonic() < deadline:
+            handler.wfile.write(bytes(CHUNK))
+
+
+def trickle(handler):
+    """The whole file promised, then one byte every 50 ms: never silent long enough for a read to time out."""
+    body = handler.server.body
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    with contextlib.suppress(OSError):
+        for byte in body:
+            if handler.server.release.wait(0.05):
+                return
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+
+
+def trickle_headers(handler):
+    """The status line itself, a byte every 50 ms."""
+    with contextlib.suppress(OSError):
+        for byte in b"HTTP/1.0 200 OK\r\nX-Slow: " + b"a" * 10_000:
+            if handler.server.release.wait(0.05):
+                return
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+
+
+CHUNK = 1 << 16
+
+
+@pytest.mark.parametrize("mirror", ["/dev/zero", "file:///dev/zero", "fifo", "folder"])
+def test_a_local_mirror_must_be_a_regular_file(fake, tmp_path, monkeypatch, memory, mirror):
+    if mirror == "fifo":
+        mirror = str(tmp_path / "pipe")
+        os.mkfifo(mirror)  # reading it would wait for a writer forever
+    elif mirror == "folder":
+        mirror = str(tmp_path)
+    monkeypatch.setenv("MNIST_MIRROR", mirror)
+    dest = tmp_path / "raw/mnist.npz"
+    start = time.monotonic()
+    with pytest.raises(StudyError) as error:
+        fetch(fake, sources_with_mirror([]), dest)
+    assert time.monotonic() - start < 1 and memory() < MEMORY_BOUND
+    assert_failed_cleanly(error, dest, (mirror, "not a regular file"))
+
+
+def test_a_local_file_larger_than_any_mnist_is_refused_unread(fake, tmp_path, memory):
+    huge = tmp_path / "huge.npz"
+    with open(huge, "wb") as out:
+        out.truncate(10 << 30)  # sparse: 10 GB that take no disk
+    dest = tmp_path / "raw/mnist.npz"
+    with pytest.raises(StudyError) as error:
+        fetch(fake, [str(huge)], dest)
+    assert memory() < MEMORY_BOUND
+    assert_failed_cleanly(error, dest, (str(huge), f"{10 << 30} bytes, more than any copy of MNIST"))
+
+
+def test_an_endless_response_is_cut_at_the_size_limit(fake, serve, tmp_path, memory):
+    server = serve({"/mnist.npz": endless})
+    dest = tmp_path / "raw/mnist.npz"
+    start = time.monotonic()
+    with pytest.raises(StudyError) as error:
+        fetch(fake, [server.url("/mnist.npz")], dest)
+    assert time.monotonic() - start < 5 and memory() < MEMORY_BOUND
+    limit = data.size_limit(fake.expected)
+    assert_failed_cleanly(error, dest, (server.url("/mnist.npz"), f"sent more than {limit} bytes"))
+    assert server.requests["/mnist.npz"] == 1  # not retried: a second attempt would send the same
+
+
+def test_a_content_length_beyond_the_limit_is_refused_before_reading(fake, serve, tmp_path):
+    server = serve({"/mnist.npz": half_then(stall)})
+    server.body = bytes(data.size_limit(fake.expected) + 1)
+    dest = tmp_path / "raw/mnist.npz"
+    start = time.monotonic()
+    with pytest.raises(StudyError) as error:
+        fetch(fake, [server.url("/mnist.npz")], dest)
+    assert time.monotonic() - start < 2  # not a byte of the body waited for
+    assert_failed_cleanly(error, dest, (server.url("/mnist.npz"), f"announces {len(server.body)} bytes"))
+
+
+@pytest.mark.parametrize("route", [trickle, trickle_headers], ids=["body", "headers"])
+def test_a_trickling_server_is_abandoned_at_the_deadline(fake, serve, tmp_path, memory, route):
+    server = serve({"/mnist.npz": route})
+    server.body = fake.body
+    dest = tmp_path / "raw/mnist.npz"
+    start = time.monotonic()
+    with pytest.raises(StudyError) as error:
+        fetch(fake, [server.url("/mnist.npz")], dest, timeout_s=1.0, deadline_s=2.0)
+    assert 2.0 <= time.monotonic() - start < 2.0 + 1.0 + 0.5  # the deadline, plus at most one read's timeout
+    assert memory() < MEMORY_BOUND
+    assert_failed_cleanly(error, dest, (server.url("/mnist.npz"), "too slow: not done within 2 s"))
+    assert server.requests["/mnist.npz"] == 1  # the deadline covers retries too
+
+
+def test_a_source_gets_deadline_factor_timeouts_in_all(fake, serve, tmp_path, monkeypatch):
+    server = serve({"/mnist.npz": trickle})
+    server.body = fake.body
+    monkeypatch.setattr(data, "DEADLINE_FACTOR", 3)
+    with pytest.raises(StudyError, match=r"too slow: not done within 1\.5 s \(3 x data\.timeout_s"):
+        fetch(fake, [server.url("/mnist.npz")], tmp_path / "raw/mnist.npz", timeout_s=0.5)
+
+
+def test_a_small_zip_declaring_a_huge_array_is_refused_before_decompressing(fake, serve, tmp_path, memory):
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key in ("x_train", "y_train", "x_test", "y_test"):
+            with archive.open(f"{key}.npy", "w") as member:  # 64 MB of zeros in about 64 kB
+                for _ in range(64):
+                    member.write(bytes(1 << 20))
+    assert len(bomb.getvalue()) < 1 << 20
+    server = serve({"/mnist.npz": send(bomb.getvalue())})
+    dest = tmp_path / "raw/mnist.npz"
+    with pytest.raises(StudyError) as error:
+        fetch(fake, [server.url("/mnist.npz")], dest)
+    assert memory() < MEMORY_BOUND
+    assert_failed_cleanly(error, dest, (server.url("/mnist.npz"), f"declares {64 << 20} bytes uncompressed"))
+
+
+def test_an_npy_header_declaring_more_than_its_member_holds_is_refused(fake, tmp_path, memory):
+    lying = tmp_path / "lying.npz"
+    arrays = dict(np.load(fake.path))
+    with zipfile.ZipFile(lying, "w") as archive:
+        for key, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, array)
+            if key == "x_test":  # its header says 10**12 images; the member holds 100
+                header = buffer.getvalue().replace(b"(100, 28, 28)", b"(1000000000000, 28, 28)", 1)
+                buffer = io.BytesIO(header)
+            archive.writestr(f"{key}.npy", buffer.getvalue())
+    with pytest.raises(StudyError, match=r"x_test declares shape \(1000000000000, 28, 28\), more than"):
+        verify_mnist(lying, fake.expected)
+    assert memory() < MEMORY_BOUND
+
+
+@pytest.mark.parametrize("target", ["ftp://127.0.0.1/mnist.npz", "file:///etc/passwd"])
+def test_a_redirect_leaves_http_only_for_http(fake, serve, tmp_path, target):
+    server = serve({"/mnist.npz": send(b"", status=302, headers=[("Location", target)])})
+    dest = tmp_path / "raw/mnist.npz"
+    with pytest.raises(StudyError) as error:
+        fetch(fake, [server.url("/mnist.npz")], dest)
+    reason = f"redirected to {target}: only http(s) redirects" if target.startswith("ftp") else "HTTP 302"
+    assert_failed_cleanly(error, dest, (server.url("/mnist.npz"), reason))
+
+
+def test_a_redirects_own_body_is_not_read(fake, serve, tmp_path, memory):
+    def endless_redirect(handler):
+        handler.send_response(302)
+        handler.send_header("Location", handler.server.url("/mnist.npz"))
+        endless_body(handler)
+
+    def endless_body(handler):
+        handler.end_headers()
+        deadline = time.monotonic() + TEST_LIMIT_S
+        with contextlib.suppress(OSError):
+            while not handler.server.release.is_set() and time.monotonic() < deadline:
+                handler.wfile.write(bytes(CHUNK))
+
+    server = serve({"/old": endless_redirect, "/mnist.npz": send(fake.body)})
+    dest = tmp_path / "raw/mnist.npz"
+    assert fetch(fake, [server.url("/old")], dest) == server.url("/old")
+    assert dest.read_bytes() == fake.body and memory() < MEMORY_BOUND
+
+
+def test_a_destination_that_cannot_be_written_is_named_not_the_source(fake, serve, tmp_path):
+    server = serve({"/mnist.npz": send(fake.body)})
+    dest = tmp_path / "raw/mnist.npz"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # a disk that fills after 4 kB
+    try:
+        with pytest.raises(StudyError) as error:
+            fetch(fake, [server.url("/mnist.npz")], dest)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(error.value).startswith(f"{dest.parent}: cannot write: File too large")
+    assert server.requests["/mnist.npz"] == 1  # the source is fine: not retried, not blamed
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_download_stage_refuses_dev_zero_in_one_line(fake, tmp_path):
+    write_params(tmp_path, fake.raw_expected, sources=[str(tmp_path / "missing.npz")])
+    refused = run_stage(tmp_path, "download", MNIST_MIRROR="/dev/zero")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith(
+        "error: could not get a verified MNIST from /dev/zero (not a regular file"
+    )
+    assert list((tmp_path / "data/raw").iterdir()) == []

@@ -195,14 +195,127 @@ def test_tuning_and_sweep_settings_are_checked(change, expected):
     ("change", "expected"),
     [
         (lambda r: r["batch_sweep"].update(batch_sizes=[1, 1]), "batch_sweep.batch_sizes = [1, 1]: must not"),
-        (lambda r: r["batch_sweep"].update(batch_sizes=[1, 50_001]), "50001 is larger than the training"),
+        (lambda r: r["batch_sweep"].update(batch_sizes=[1, 50_001]), "50001 is larger than the sweep's"),
         (lambda r: r["batch_sweep"].update(batch_sizes=[1, "half"]), "batch_sweep.batch_sizes.1 = 'half'"),
         (lambda r: r["batch_sweep"].update(points_per_decade=0), "batch_sweep.points_per_decade = 0"),
         (lambda r: r["landscapes"].update(functions=["himmelblau"]), "landscapes.functions.0 = 'himmelblau'"),
         (lambda r: r["landscapes"].update(functions=["saddle", "saddle"]), "must not repeat a function"),
         (lambda r: r["landscapes"].update(trajectories=201), "trajectories = 201: must be at most starts"),
-        (lambda r: r["landscapes"].update(learning_rate_scale=0), "landscapes.learning_rate_scale = 0"),
+        (lambda r: r["landscapes"].update(learning_rate_scale=0), "landscapes.learning_rate_scale: unknown"),
     ],
 )
 def test_sweep_and_landscape_settings_are_checked(change, expected):
     assert expected in refused(change)
+
+
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda r: r["momentum_sweep"].update(effective_steps=[0.1, INF]),
+            "momentum_sweep.effective_steps.1 = inf",
+        ),
+        (lambda r: r["batch_sweep"].update(search=[1e-3, INF]), "batch_sweep.search.1 = inf"),
+        (lambda r: r["landscapes"].update(rates=[0.1, NAN]), "landscapes.rates.1 = nan"),
+        (lambda r: r["landscapes"].update(tolerance=INF), "landscapes.tolerance = inf"),
+        (lambda r: r["variants"]["adam"].update(epsilon=INF), "variants.adam.epsilon = inf"),
+        (lambda r: r["variants"]["rmsprop"].update(epsilon=NAN), "variants.rmsprop.epsilon = nan"),
+        (
+            lambda r: r["variants"]["adagrad"].update(initial_accumulator_value=INF),
+            "initial_accumulator_value = inf",
+        ),
+        (lambda r: r["variants"]["adam"].update(beta_1=NAN), "variants.adam.beta_1 = nan"),
+        (lambda r: r["variants"]["mbgd_cosine"]["schedule"].update(decay_epochs=INF), "decay_epochs = inf"),
+        (lambda r: r["data"].update(timeout_s=INF), "data.timeout_s = inf"),
+        (lambda r: r["compare"]["margins"].update(accuracy=NAN), "compare.margins.accuracy = nan"),
+        (lambda r: r["compare"].update(memory_factor=INF), "compare.memory_factor = inf"),
+        (lambda r: r["tune"].update(refine_step=NAN), "tune.refine_step = nan"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_every_number_must_be_finite(change, expected):
+    message = refused(change)
+    assert expected in message and "must be a finite number" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: r["train"].update(seeds=[0, 2**32]), "train.seeds.1 = 4294967296"),
+        (lambda r: r["tune"].update(seeds=[100, -1]), "tune.seeds.1 = -1"),
+        (lambda r: r["prepare"].update(seed=2**40), "prepare.seed = 1099511627776"),
+        (lambda r: r["landscapes"].update(seed=2**32), "landscapes.seed = 4294967296"),
+    ],
+)
+def test_seeds_lie_in_numpys_range(change, expected):
+    message = refused(change)
+    assert expected in message and ("4294967295" in message or "greater than or equal to 0" in message)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: r["train"].update(epochs=10**6), "train.epochs = 1000000"),
+        (lambda r: r["tune"].update(points=10**4), "tune.points = 10000"),
+        (lambda r: r["tune"].update(refine=10**4), "tune.refine = 10000"),
+        (lambda r: r["data"].update(retries=10**9), "data.retries = 1000000000"),
+        (lambda r: r["data"].update(timeout_s=1e9), "data.timeout_s = 1000000000.0"),
+        (lambda r: r["landscapes"].update(steps=10**9), "landscapes.steps = 1000000000"),
+        (lambda r: r["landscapes"].update(starts=10**9), "landscapes.starts = 1000000000"),
+        (lambda r: r["batch_sweep"].update(memory_repeats=10**6), "batch_sweep.memory_repeats = 1000000"),
+        (
+            lambda r: r["batch_sweep"].update(full_batch_steps=10**9),
+            "batch_sweep.full_batch_steps = 1000000000",
+        ),
+        (lambda r: r["model"].update(hidden_units=[10**9]), "model.hidden_units.0 = 1000000000"),
+        (lambda r: r["model"].update(hidden_units=[8] * 100), "model.hidden_units = [8, 8"),
+        (
+            lambda r: r["momentum_sweep"].update(momenta=[i / 1000 for i in range(500)]),
+            "momentum_sweep.momenta",
+        ),
+        (lambda r: r["train"].update(seeds=list(range(2000)), defaults_seeds=5), "train.seeds = [0, 1"),
+    ],
+    ids=lambda value: value.split(" =")[0] if isinstance(value, str) else "",
+)
+def test_counts_are_bounded(change, expected):
+    assert expected in refused(change)
+
+
+def test_a_network_too_large_for_this_machine_is_refused_before_training(monkeypatch):
+    # 3 layers of 65,536 units at full batch: hundreds of GB, on a machine given 8 GB.
+    monkeypatch.setattr(params.psutil, "virtual_memory", lambda: type("Memory", (), {"total": 8 << 30})())
+    message = refused(lambda r: r["model"].update(hidden_units=[65536, 65536, 65536]))
+    assert message.startswith(
+        "params.yaml: model.hidden_units = [65536, 65536, 65536]: one run at batch 50000"
+    )
+    assert "GB" in message and "more than this machine's 8.6 GB of memory" in message
+    study = params.load(ROOT / "params.yaml")  # the shipped network fits: a full-batch run is under 1 GB
+    assert study.run_bytes(study.batch_size("bgd")) < 1e9
+
+
+HOSTILE_NAMES = [
+    "x;touch pwned;echo",
+    "x'y",
+    'x"y',
+    "$(touch pwned)",
+    "`touch pwned`",
+    "x\ntouch pwned",
+    "../../etc",
+    "Adam",
+    "a" * 300,
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_a_variant_name_is_plain_and_short_and_refused_in_one_line(name):
+    message = refused(lambda r: r["variants"].update({name: r["variants"]["adam"]}))
+    shown = name if len(name) <= params.MAX_NAME else name[: params.MAX_NAME] + "..."
+    assert message == f"params.yaml: variants = {shown!r}: not a variant name: use {params.VARIANT_NAME_RULE}"
+
+
+def test_a_key_holding_a_newline_is_shown_on_one_line():
+    message = refused(lambda r: r.update({"trian\nx": {}}))
+    assert message.startswith("params.yaml: trian\\nx: unknown key")

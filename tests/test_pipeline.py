@@ -11,14 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from ruamel.yaml import YAML
 
+from study.verdicts import VERDICTS
 from tests.fake_mnist import make_fake_mnist
 from tests.workspace import EXPLODING
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "stages", "study", "reports", ".dvc/plots"]
+PROJECT_FILES = ["dvc.yaml", "stages", "study", "reports", ".dvc/plots", ".dvcignore", ".gitignore"]
 pytestmark = pytest.mark.slow
 VARIANTS = ("mbgd", "adam", "exploding")
 
@@ -29,11 +31,13 @@ def tiny_params(mirror: Path, expected: dict) -> dict:
     raw["data"]["sources"] = [str(mirror)]
     raw["data"]["expected"] = expected
     raw["prepare"].update(validation_size=500)
-    raw["train"].update(epochs=2, seeds=[0, 1])
-    raw["tune"].update(points=3, epochs=1)
-    raw["momentum_sweep"]["momenta"] = [0.0, 0.9]
-    raw["batch_sweep"]["batch_sizes"] = [1, 32, "full"]
-    raw["landscapes"].update(functions=["two_wells", "saddle"], starts=8, steps=100, trajectories=1)
+    raw["train"].update(epochs=2, seeds=[0, 1], defaults_seeds=2)
+    raw["tune"].update(points=3, refine=1)
+    raw["momentum_sweep"].update(momenta=[0.0, 0.9], effective_steps=[0.1, 0.316], seeds=2)
+    raw["batch_sweep"].update(batch_sizes=[1, 32, "full"], train_size=None, seeds=2)
+    raw["landscapes"].update(
+        functions=["two_wells", "saddle"], starts=8, steps=100, trajectories=1, rates=[0.01, 0.1]
+    )
     raw["variants"] = {
         "mbgd": raw["variants"]["mbgd"],
         "adam": raw["variants"]["adam"],
@@ -81,7 +85,8 @@ def study(tmp_path_factory) -> Path:
             shutil.copy(source, target)
     expected = make_fake_mnist(repo / "mirror" / "mnist.npz", n_train=3000, n_test=500, seed=0)
     YAML().dump(tiny_params(repo / "mirror" / "mnist.npz", expected), repo / "params.yaml")
-    (repo / ".gitignore").write_text("/mirror/\n")
+    with (repo / ".gitignore").open("a") as ignore:
+        ignore.write("/mirror/\n")
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny study"], repo)
     output = run(["dvc", "repro"], repo)
@@ -93,6 +98,7 @@ def test_repro_runs_every_stage_and_writes_the_report(study):
     ran = ran_stages((study / "first_repro.log").read_text())
     per_variant = {f"{stage}@{variant}" for stage in ("tune", "train", "evaluate") for variant in VARIANTS}
     assert ran == {
+        "check",
         "download",
         "prepare",
         "momentum",
@@ -122,25 +128,29 @@ def test_summary_has_both_protocols_with_intervals_over_seeds(study):
     assert len(runs) == 1 + 3 * 2 * 2  # variants x protocols x seeds
     assert (study / "models" / "adam" / "tuned" / "seed-1.keras").exists()
     assert len((study / "metrics" / "pairwise.csv").read_text().splitlines()) == 1 + 2 * 3 * 2
-    assert (
-        len((study / "metrics" / "momentum.csv").read_text().splitlines()) == 1 + 3 * 2
-    )  # 0, 0.9, 0.9 Nesterov
+    momentum = (study / "metrics" / "momentum.csv").read_text().splitlines()
+    assert len(momentum) == 1 + 3 * 2 * 2  # (0, 0.9, 0.9 Nesterov) x 2 effective steps x 2 seeds
 
 
 def test_the_claims_are_tested_from_the_sweeps_and_the_landscapes(study):
     found = json.loads((study / "metrics" / "claims.json").read_text())
     assert len(found) == 8
     for claim in found:
-        assert set(claim) >= {"id", "claim", "verdict", "evidence"}
-        assert claim["verdict"] in ("supported", "contradicted", "depends")
+        assert set(claim) >= {"id", "claim", "source", "verdicts", "tests", "notes"}
+        assert set(claim["verdicts"]) == {"tuned", "defaults"}
+        assert all(v["verdict"] in VERDICTS for v in claim["verdicts"].values())
     batch = next(c for c in found if c["id"] == "batch_tradeoffs")
-    assert any(t["test"] == "batch 1 vs batch full, per epoch" for t in batch["evidence"]["tests"])
+    per_epoch = next(t for t in batch["tests"] if t["test"] == "batch 1 vs batch full, per epoch")
+    assert per_epoch["a_learning_rate"] and per_epoch["b_learning_rate"]  # each size at its own rate
+    momentum = next(c for c in found if c["id"] == "momentum")
+    matched = [t for t in momentum["tests"] if "same effective step" in t["test"]]
+    assert matched and all(t["a_effective_step"] == t["b_effective_step"] for t in matched)
     verdicts = json.loads((study / "metrics" / "verdicts.json").read_text())
-    assert verdicts == {c["id"]: c["verdict"] for c in found}
+    assert verdicts == {c["id"]: {p: v["verdict"] for p, v in c["verdicts"].items()} for c in found}
     sweep = (study / "metrics" / "batch_size.csv").read_text().splitlines()
     assert len(sweep) == 1 + 3 * 2  # batch sizes x seeds
-    landscapes = (study / "metrics" / "landscapes.csv").read_text().splitlines()
-    assert len(landscapes) == 1 + 2 * 3 * 8  # functions x variants x starts
+    landscapes = pd.read_csv(study / "metrics" / "landscapes.csv")
+    assert set(landscapes["test"]) == {"reach", "escape", "settle"}  # two_wells: 2 tests; saddle: 1
 
 
 def test_a_diverged_variant_is_marked_and_the_study_goes_on(study):
@@ -173,15 +183,8 @@ def test_changing_one_variant_reruns_only_it_and_what_follows(study):
     run(["git", "add", "-A"], study)
     run(["git", "commit", "-qm", "first results"], study)
     output = run(["dvc", "exp", "run", "-S", "variants.adam.learning_rate=0.003"], study)
-    # landscapes runs every variant's optimizer, so it follows any variant's change
-    assert ran_stages(output) == {
-        "tune@adam",
-        "train@adam",
-        "evaluate@adam",
-        "landscapes",
-        "compare",
-        "report",
-    }
+    # Neither tuning nor the landscapes read a variant's default rate: they search their own.
+    assert ran_stages(output) == {"check", "train@adam", "evaluate@adam", "compare", "report"}
     shown = run(["dvc", "exp", "show", "--no-pager", "--csv"], study)
     assert "variants.adam.learning_rate" in shown and "0.003" in shown
 
@@ -190,6 +193,6 @@ def test_changing_one_search_range_retunes_only_that_variant(study):
     output = run(["dvc", "exp", "run", "-S", "variants.mbgd.search=[0.001,0.1]"], study)
     ran = ran_stages(output)
     assert {stage for stage in ran if stage.startswith("tune@")} == {"tune@mbgd"}
-    assert ran == {"tune@mbgd", "train@mbgd", "evaluate@mbgd", "landscapes", "compare", "report"}
+    assert ran == {"check", "tune@mbgd", "train@mbgd", "evaluate@mbgd", "landscapes", "compare", "report"}
     best = json.loads((study / "tuning" / "mbgd" / "best.json").read_text())
     assert best["search"] == [0.001, 0.1]

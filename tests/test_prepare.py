@@ -1,17 +1,30 @@
 """The prepare stage and the checks that keep foreign data from reaching Keras.
 
 The split must be a pure function of the seed (reruns compare the same images), hold the validation
-images out of training, and leave MNIST's test split exactly as shipped.
+images out of training, leave MNIST's test split exactly as shipped, and be the same bytes whenever and
+wherever it is written (DVC compares a rebuilt data/prepared with dvc.lock's hash).
 """
 
+import errno
+import hashlib
+import os
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from study.data import check_images, load_split, split_train_validation, verify_mnist, write_prepared
+from study.data import (
+    check_images,
+    load_split,
+    scale,
+    split_train_validation,
+    verify_mnist,
+    write_prepared,
+)
 from study.errors import StudyError
 from study.params import ExpectedData
 from tests.fake_mnist import make_fake_mnist, write_params
@@ -31,8 +44,15 @@ def index(x):
 
 
 def prepared(n=20):
+    """A split as prepare writes it: MNIST-like pixels (uint8) and labels."""
     rng = np.random.default_rng(0)
-    return rng.random((n, 28, 28), dtype=np.float32), rng.integers(0, 10, n).astype(np.uint8)
+    return rng.integers(0, 256, (n, 28, 28)).astype(np.uint8), rng.integers(0, 10, n).astype(np.uint8)
+
+
+def scaled(n=20):
+    """The same images as the network reads them: float32 in [0, 1]."""
+    x, y = prepared(n)
+    return scale(x), y
 
 
 @pytest.mark.parametrize(("train_size", "n_train"), [(None, 900), (300, 300), (5000, 900)])
@@ -60,18 +80,24 @@ def test_validation_is_held_out_of_training():
     assert np.array_equal(y_validation, y[index(x_validation)])
 
 
-def test_prepare_stage(tmp_path):
-    raw = tmp_path / "data/raw/mnist.npz"
-    expected = make_fake_mnist(raw, n_train=600, n_test=100)
-    write_params(tmp_path, expected, sources=[str(raw)], validation_size=100)
-    done = subprocess.run(
-        [sys.executable, "-m", "stages.prepare"],
-        cwd=tmp_path,
+def run_prepare(folder, *python: str):
+    """The prepare stage as DVC runs it; `python` is code run first in its process (to break something)."""
+    code = "; ".join([*python, "import runpy", "runpy.run_module('stages.prepare', run_name='__main__')"])
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=folder,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_prepare_stage(tmp_path):
+    raw = tmp_path / "data/raw/mnist.npz"
+    expected = make_fake_mnist(raw, n_train=600, n_test=100)
+    write_params(tmp_path, expected, sources=[str(raw)], validation_size=100)
+    done = run_prepare(tmp_path)
     assert done.returncode == 0, done.stderr
     assert "train 500, validation 100, test 100" in done.stdout
     mnist = np.load(raw)
@@ -83,6 +109,51 @@ def test_prepare_stage(tmp_path):
     assert np.array_equal(splits["test"][1], mnist["y_test"])
     seen = np.concatenate([splits["train"][0], splits["validation"][0]])
     assert sorted(map(bytes, seen)) == sorted(map(bytes, mnist["x_train"] / np.float32(255)))
+
+    # A second run, at another time, writes the same bytes: DVC finds nothing changed after it.
+    first = {p.name: p.read_bytes() for p in (tmp_path / "data/prepared").iterdir()}
+    assert run_prepare(tmp_path, "import time", "time.time = lambda: 2e9").returncode == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "data/prepared").iterdir()} == first
+
+
+def test_a_full_disk_during_prepare_is_one_line_and_leaves_nothing(tmp_path):
+    raw = tmp_path / "data/raw/mnist.npz"
+    expected = make_fake_mnist(raw, n_train=600, n_test=100)
+    write_params(tmp_path, expected, sources=[str(raw)], validation_size=100)
+    full = run_prepare(
+        tmp_path,
+        "import errno, zipfile",
+        "zipfile.ZipFile.writestr = lambda *a, **k: (_ for _ in ()).throw("
+        "OSError(errno.ENOSPC, 'No space left on device'))",
+    )
+    assert full.returncode == 2
+    assert full.stderr.count("\n") == 1 and "Traceback" not in full.stderr
+    assert full.stderr.startswith(
+        "error: data/prepared: not written: No space left on device: the disk is full"
+    )
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["raw"]  # no folder, no temporary one
+
+
+def test_prepared_files_are_the_same_bytes_whenever_they_are_written(tmp_path, monkeypatch):
+    splits = {"train": prepared(30), "validation": prepared(10), "test": scaled(10)}
+    write_prepared(tmp_path / "a", splits)
+    monkeypatch.setattr(time, "time", lambda: 2e9)  # another day: the zip's timestamps must not follow
+    write_prepared(tmp_path / "b", splits)
+    for name in ("train", "validation", "test"):
+        a, b = (tmp_path / folder / f"{name}.npz" for folder in "ab")
+        assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+        with zipfile.ZipFile(a) as archive:  # stored: deflate's bytes differ between zlib builds
+            assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
+    x, y = load_split(tmp_path / "a", "test")
+    assert x.dtype == np.float32 and np.array_equal(x, splits["test"][0])  # scaled images round-trip exactly
+    assert np.array_equal(y, splits["test"][1])
+
+
+def test_write_prepared_refuses_floats_that_are_not_pixels(tmp_path):
+    x, y = scaled()
+    with pytest.raises(StudyError, match="not pixels / 255"):
+        write_prepared(tmp_path / "prepared", {"train": (x + np.float32(1e-3) * (x < 0.5), y)})
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -100,7 +171,7 @@ def test_prepare_stage(tmp_path):
 )
 def test_foreign_data_is_caught(change, problem):
     with pytest.raises(StudyError) as error:
-        check_images(*change(*prepared()), "elsewhere/train.npz")
+        check_images(*change(*scaled()), "elsewhere/train.npz")
     assert str(error.value).startswith("elsewhere/train.npz: ")
     assert problem in str(error.value)
 
@@ -108,11 +179,12 @@ def test_foreign_data_is_caught(change, problem):
 @pytest.mark.parametrize(
     ("arrays", "problem"),
     [
-        ({"x": np.where(prepared()[0] > 0.5, np.nan, 0).astype(np.float32), "y": prepared()[1]}, "NaN"),
-        ({"x": (prepared()[0] * 255).astype(np.uint8), "y": prepared()[1]}, "dtype uint8, expected float32"),
+        ({"x": scaled()[0], "y": prepared()[1]}, "dtype float32, expected uint8"),
+        ({"x": prepared()[0].astype(np.int8), "y": prepared()[1]}, "dtype int8, expected uint8"),
+        ({"x": prepared()[0], "y": prepared()[1] + 10}, "y holds label"),
         ({"images": prepared()[0], "labels": prepared()[1]}, "expected exactly ['x', 'y']"),
     ],
-    ids=["nan", "unscaled", "keys"],
+    ids=["float", "signed", "labels", "keys"],
 )
 def test_load_split_refuses_a_foreign_file(tmp_path, arrays, problem):
     np.savez(tmp_path / "train.npz", **arrays)
@@ -137,10 +209,11 @@ def test_load_split_without_prepared_data(tmp_path):
         ),
         (lambda arrays: arrays.update(y_test=(arrays["y_test"] + 1) % 10), "y_test has sha256"),
         (lambda arrays: arrays.update(y_train=arrays["y_train"] + 10), "y_train holds label"),
-        (lambda arrays: arrays.update(x_test=arrays["x_test"] / 255), "x_test has dtype float64"),
-        (lambda arrays: arrays.update(x_test=np.array([None, 1])), "not a readable .npz file"),
+        (lambda arrays: arrays.update(x_test=arrays["x_test"].astype(np.int8)), "x_test has dtype int8"),
+        (lambda arrays: arrays.update(x_test=arrays["x_test"] / 255), "x_test declares 627328 bytes"),
+        (lambda arrays: arrays.update(x_test=np.array([None, 1])), "x_test holds Python objects"),
     ],
-    ids=["missing-array", "count", "digest", "labels", "dtype", "pickled"],
+    ids=["missing-array", "count", "digest", "labels", "dtype", "larger", "pickled"],
 )
 def test_verify_mnist_refuses_a_foreign_raw_file(tmp_path, change, problem):
     expected = ExpectedData.model_validate(make_fake_mnist(tmp_path / "mnist.npz", n_train=600, n_test=100))
@@ -162,30 +235,33 @@ def test_verify_mnist_refuses_garbage_and_absence(tmp_path):
         verify_mnist(tmp_path / "missing.npz", expected)
 
 
-@pytest.mark.parametrize("failure", [KeyboardInterrupt, StudyError])
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, StudyError, OSError])
 def test_write_prepared_is_all_or_nothing(tmp_path, monkeypatch, failure):
     folder = tmp_path / "prepared"
     splits = {"train": prepared(), "validation": prepared(), "test": prepared()}
     if failure is StudyError:
-        splits["test"] = (splits["test"][0] * 255, splits["test"][1])
+        splits["test"] = (splits["test"][0].astype(np.float32), splits["test"][1])  # not scaled
     else:
-        save, calls = np.savez_compressed, []
+        write, calls = zipfile.ZipFile.writestr, []
 
-        def interrupted_on_second_split(*args, **kwargs):
+        def fails_on_the_third_array(*args, **kwargs):
             calls.append(args)
-            if len(calls) == 2:
-                raise KeyboardInterrupt
-            save(*args, **kwargs)
+            if len(calls) == 3:
+                raise KeyboardInterrupt if failure is KeyboardInterrupt else OSError(errno.EDQUOT, "Quota")
+            write(*args, **kwargs)
 
-        monkeypatch.setattr(np, "savez_compressed", interrupted_on_second_split)
-    with pytest.raises(failure):
+        monkeypatch.setattr(zipfile.ZipFile, "writestr", fails_on_the_third_array)
+    with pytest.raises(KeyboardInterrupt if failure is KeyboardInterrupt else StudyError) as raised:
         write_prepared(folder, splits)
+    if failure is OSError:
+        assert str(raised.value).startswith(f"{folder}: not written: Quota: the disk quota is used up")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_write_prepared_replaces_a_previous_folder(tmp_path):
     folder = tmp_path / "prepared"
     write_prepared(folder, {"train": prepared(30), "stale": prepared()})
+    os.mkfifo(tmp_path / f".prepared.{2**22 + 1}-dead.tmp")  # what a killed writer (no such pid) left
     write_prepared(folder, {"train": prepared(20), "validation": prepared(), "test": prepared()})
     assert sorted(path.name for path in folder.iterdir()) == ["test.npz", "train.npz", "validation.npz"]
     assert len(load_split(folder, "train")[0]) == 20

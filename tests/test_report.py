@@ -1,316 +1,460 @@
-"""The report: its stage end to end on small synthetic results, and its findings on made-up tables.
+"""The report: its stage end to end on a made-up study, and its sections on made-up tables.
 
-The inputs are written here directly, in the formats compare and evaluate write (metrics/runs.csv,
-plots/curves.csv, metrics/summary.json with study.statistics' intervals, metrics/pairwise.csv,
-metrics/tuning.csv and tuning.json, metrics/momentum.csv, plots/momentum_curves.csv, metrics/eval/),
-so that the report is tested on exactly what it reads and nothing else.
+The inputs are written here in the formats the stages write: metrics/runs.csv and summary.json through
+study/analysis.py, metrics/batch_size.json through study/batch_sizes.py, and metrics/claims.json through
+study/claims.py from these same tables, as compare computes it; the rest by hand, with the columns the
+stages write. So the report is tested on what it reads and nothing else.
 """
 
-import inspect
+import ast
 import json
+import math
 import shutil
 import warnings
-from dataclasses import dataclass
 from io import BytesIO
-from itertools import permutations
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from reports import comparisons, figures, findings, sensitivity, tradeoffs
-from reports import results as results_module
+from reports import batch_sizes, figures, findings, landscapes, momentum, results, tuning, verdicts
 from stages import report
-from study import claims
+from study import analysis, claims, params
+from study import batch_sizes as study_batch_sizes
 from study.errors import StudyError
-from study.statistics import describe, paired_difference
 
 REPO = Path(__file__).resolve().parents[1]
+STUDY = params.load(REPO / "params.yaml")
 MIB = 2**20
-METRICS = [
-    "final_val_accuracy",
-    "best_val_accuracy",
-    "test_accuracy",
-    "test_loss",
-    "epochs_to_target",
-    "steps_to_target",
-    "seconds_to_target",
-    "train_seconds",
-    "seconds_per_epoch",
-    "optimizer_state_bytes",
-    "peak_memory_bytes",
-]
-# Each variant's settings as runs.csv records them, its default and tuned rates, and its costs.
-VARIANTS = {
-    name: {"optimizer": "sgd", "batch_size": 32, "momentum": 0.0, "nesterov": False, "schedule": None,
-           "steps_per_epoch": 1563, "defaults": 0.01, "tuned": 0.1, "seconds_per_step": 2e-4, "state": 0,
-           "peak": 300 * MIB} | settings
-    for name, settings in {
-        "bgd": {"batch_size": 50000, "steps_per_epoch": 1, "tuned": 1.0, "seconds_per_step": 0.1,
-                "peak": 600 * MIB},
-        "sgd": {"batch_size": 1, "steps_per_epoch": 50000, "seconds_per_step": 3e-5, "peak": 200 * MIB},
-        "mbgd": {},
-        "momentum": {"momentum": 0.9, "state": 400_000},
-        "nesterov": {"momentum": 0.9, "nesterov": True, "state": 400_000},
-        "adam": {"optimizer": "adam", "defaults": 0.001, "tuned": 0.003, "state": 800_000},
-        "rmsprop": {"optimizer": "rmsprop", "defaults": 0.001, "tuned": 0.001, "state": 400_000},
-        "adagrad": {"optimizer": "adagrad", "defaults": 0.001, "tuned": 0.03, "state": 400_000},
-        "mbgd_exponential": {"schedule": "exponential", "defaults": 0.05, "tuned": 0.3},
-        "mbgd_cosine": {"schedule": "cosine", "defaults": 0.05, "tuned": 0.3},
-    }.items()
-}  # fmt: skip
+EPOCHS = 3
+TUNED_SEEDS, DEFAULT_SEEDS, TUNING_SEEDS = list(range(10)), list(range(5)), [100, 101]
+LUCK = np.random.default_rng(0).normal(0, 0.002, len(TUNED_SEEDS))  # each seed's luck, shared (paired)
+# Per variant: final validation accuracy (tuned, defaults), its best learning rate, steps per epoch,
+# optimizer slots. `adagrad`'s best lies above its search range: its chosen rate is on the edge.
+QUALITY = {
+    "bgd": (0.90, 0.60, 0.316, 1),
+    "sgd": (0.975, 0.97, 0.01, 50000),
+    "mbgd": (0.975, 0.95, 0.316, 1563),
+    "momentum": (0.976, 0.972, 0.0316, 1563),
+    "nesterov": (0.976, 0.972, 0.0316, 1563),
+    "adam": (0.977, 0.975, 0.001, 1563),
+    "rmsprop": (0.976, 0.974, 0.001, 1563),
+    "adagrad": (0.97, 0.93, 10.0, 1563),
+    "mbgd_exponential": (0.974, 0.96, 0.316, 1563),
+    "mbgd_cosine": (0.977, 0.965, 0.316, 1563),
+}
+SLOTS = {"sgd": 0, "adam": 2, "rmsprop": 1, "adagrad": 1}
 
 
-@dataclass
-class Run:
-    """One run: its validation accuracy after each epoch; a diverged run stops in `diverged_epoch`."""
-
-    variant: str
-    protocol: str
-    seed: int
-    accuracies: list[float]
-    diverged_epoch: int | None = None
-    test: float | None = None  # the test accuracy; by default a little above the last validation one
+def accuracy_at(final: float, epoch: int, seed: int) -> float:
+    return round(final - 0.02 * (EPOCHS - epoch) + LUCK[seed], 5)
 
 
-def write_study(folder: Path, runs: list[Run], tuning=None, momentum=None, target=0.97) -> dict:
-    """Write every table the report reads into `folder`; returns the report's parameters.
-
-    `tuning`: (variant, learning_rate, val_accuracy or None when diverged, chosen) tuples;
-    `momentum`: (momentum, nesterov, seed, accuracies per epoch, diverged epoch or None) tuples.
-    """
-    run_rows, curve_rows = [], []
-    for run in runs:
-        s = VARIANTS[run.variant]
-        rate = s[run.protocol]
-        diverged = run.diverged_epoch is not None
-        per_epoch = s["steps_per_epoch"] * s["seconds_per_step"]
-        for epoch, accuracy in enumerate(run.accuracies, start=1):
-            loss = None if epoch == run.diverged_epoch else 1.0 - accuracy
-            curve_rows.append(
-                {"variant": run.variant, "protocol": run.protocol, "seed": run.seed, "epoch": epoch,
-                 "steps": epoch * s["steps_per_epoch"], "loss": loss, "accuracy": accuracy,
-                 "val_loss": None if loss is None else loss + 0.05, "val_accuracy": accuracy,
-                 "learning_rate": rate * (0.5 ** epoch if s["schedule"] else 1.0),
-                 "seconds": round(epoch * per_epoch, 6)}
-            )  # fmt: skip
-        reached = next((e for e, a in enumerate(run.accuracies, start=1) if a >= target), None)
-        test = run.test if run.test is not None else min(1.0, run.accuracies[-1] + 0.001)
-        run_rows.append(
-            {"variant": run.variant, "protocol": run.protocol, "seed": run.seed, "optimizer": s["optimizer"],
-             "batch_size": s["batch_size"], "learning_rate": rate,
-             "momentum": s["momentum"] if s["optimizer"] == "sgd" else None,
-             "nesterov": s["nesterov"] if s["optimizer"] == "sgd" else None, "schedule": s["schedule"],
-             "epochs_run": len(run.accuracies), "diverged": diverged, "diverged_epoch": run.diverged_epoch,
-             "final_val_accuracy": run.accuracies[-1], "best_val_accuracy": max(run.accuracies),
-             "test_accuracy": test, "test_loss": None if diverged else 1.0 - test,
-             "epochs_to_target": reached, "steps_to_target": reached and reached * s["steps_per_epoch"],
-             "seconds_to_target": reached and round(reached * per_epoch, 6),
-             "train_seconds": len(run.accuracies) * per_epoch, "seconds_per_epoch": per_epoch,
-             "seconds_per_step": s["seconds_per_step"], "steps_per_epoch": s["steps_per_epoch"],
-             "optimizer_state_bytes": s["state"], "peak_memory_bytes": s["peak"] + 1000 * run.seed,
-             "memory_kind": "rss", "device": "CPU: test", "tensorflow": "2.x", "keras": "3.x",
-             "op_determinism": True}
-        )  # fmt: skip
-    table = pd.DataFrame(run_rows)
-    (folder / "metrics" / "eval").mkdir(parents=True, exist_ok=True)
-    (folder / "plots").mkdir(exist_ok=True)
-    table.to_csv(folder / "metrics/runs.csv", index=False)
-    pd.DataFrame(curve_rows).to_csv(folder / "plots/curves.csv", index=False)
-
-    summary, evaluations, pairs = {}, {}, []
-    for (variant, protocol), group in table.groupby(["variant", "protocol"], sort=False):
-        summary.setdefault(variant, {})[protocol] = {
-            **{metric: describe(_values(group[metric])) for metric in METRICS},
-            "learning_rate": VARIANTS[variant][protocol],
-            "seeds": len(group),
-            "seeds_reaching_target": int(group["epochs_to_target"].notna().sum()),
-            "seeds_diverged": int(group["diverged"].sum()),
-        }
-        seeds = {
-            str(row.seed): {"test_accuracy": row.test_accuracy, "test_loss": _values([row.test_loss])[0],
-                            "per_class_accuracy": _per_class(row.test_accuracy)}
-            for row in group.itertuples()
-        }  # fmt: skip
-        evaluations.setdefault(variant, {})[protocol] = {
-            "test_accuracy": group["test_accuracy"].mean(),
-            "test_loss": None if group["test_loss"].isna().any() else group["test_loss"].mean(),
-            "per_class_accuracy": _per_class(group["test_accuracy"].mean()),
-            "seeds": seeds,
-        }
-    for protocol, group in table.groupby("protocol", sort=False):
-        by_seed = group.pivot(index="seed", columns="variant", values="test_accuracy")
-        for a, b in permutations(group["variant"].unique(), 2):
-            difference = paired_difference(_values(by_seed[a]), _values(by_seed[b]))
-            pairs.append({"protocol": protocol, "variant_a": a, "variant_b": b, **difference})
-    (folder / "metrics/summary.json").write_text(json.dumps(summary, indent=2))
-    for variant, scores in evaluations.items():
-        (folder / "metrics/eval" / f"{variant}.json").write_text(json.dumps(scores))
-    pairwise_columns = ["protocol", "variant_a", "variant_b", "n_seeds", "mean", "std", "ci_low", "ci_high",
-                        "share_a_better", "within_noise"]  # fmt: skip
-    pd.DataFrame(pairs, columns=pairwise_columns).to_csv(folder / "metrics/pairwise.csv", index=False)
-
-    tuning = tuning or []
-    pd.DataFrame(
-        [{"variant": t[0], "learning_rate": t[1], "val_accuracy": t[2], "diverged": t[2] is None,
-          "diverged_epoch": 1 if t[2] is None else None, "chosen": t[3]} for t in tuning],
-        columns=["variant", "learning_rate", "val_accuracy", "diverged", "diverged_epoch", "chosen"],
-    ).to_csv(folder / "metrics/tuning.csv", index=False)  # fmt: skip
-    ranges = {t[0]: [1e-4, 1.0] for t in tuning}
-    points = max([sum(t[0] == variant for t in tuning) for variant in ranges], default=0)
-    protocol = {"points": points, "epochs": 2, "seed": 0, "metric": "val_accuracy", "ranges": ranges}
-    (folder / "metrics/tuning.json").write_text(json.dumps(protocol))
-
-    momentum_rows, momentum_curves = [], []
-    for m, nesterov, seed, accuracies, diverged_epoch in momentum or []:
-        momentum_rows.append(
-            {"momentum": m, "nesterov": nesterov, "seed": seed, "learning_rate": 0.01, "batch_size": 32,
-             "final_val_accuracy": accuracies[-1], "best_val_accuracy": max(accuracies),
-             "diverged": diverged_epoch is not None, "diverged_epoch": diverged_epoch}
-        )  # fmt: skip
-        for epoch, accuracy in enumerate(accuracies, start=1):
-            loss = None if epoch == diverged_epoch else 1.0 - accuracy
-            momentum_curves.append(
-                {"momentum": m, "nesterov": nesterov, "seed": seed, "epoch": epoch, "loss": loss,
-                 "val_accuracy": accuracy, "val_loss": None if loss is None else loss + 0.05}
-            )  # fmt: skip
-    momentum_columns = ["momentum", "nesterov", "seed", "learning_rate", "batch_size", "final_val_accuracy",
-                        "best_val_accuracy", "diverged", "diverged_epoch"]  # fmt: skip
-    pd.DataFrame(momentum_rows, columns=momentum_columns).to_csv(folder / "metrics/momentum.csv", index=False)
-    curve_columns = ["momentum", "nesterov", "seed", "epoch", "loss", "val_accuracy", "val_loss"]
-    pd.DataFrame(momentum_curves, columns=curve_columns).to_csv(
-        folder / "plots/momentum_curves.csv", index=False
-    )
-    write_sweep_landscapes_and_claims(folder, table, pd.DataFrame(curve_rows))
-    return {name: str(folder / path) for name, path in report.INPUTS.items()}
+def made_up_runs(chosen: dict, failed=()) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Every variant's runs (tuned: 10 seeds at the rate tuning chose, defaults: 5) as compare's runs
+    table, their learning curves and evaluate's scores. One tuned `sgd` run diverges in epoch 2, and
+    every run of a `failed` variant in epoch 1."""
+    rows, curves, evaluations = [], [], {}
+    for variant, (tuned, default, _, steps) in QUALITY.items():
+        settings = STUDY.variants[variant]
+        for protocol, final, seeds in (("tuned", tuned, TUNED_SEEDS), ("defaults", default, DEFAULT_SEEDS)):
+            rate = chosen[variant]["learning_rate"] if protocol == "tuned" else settings.learning_rate
+            for seed in seeds:
+                diverged = (variant == "sgd" and protocol == "tuned" and seed == 3) or variant in failed
+                accuracies = [accuracy_at(final, e, seed) for e in range(1, EPOCHS + 1)]
+                history = [*accuracies[:1], None] if diverged else accuracies
+                history = [None] if variant in failed else history
+                per_epoch = steps * 2e-4
+                for epoch, value in enumerate(history, start=1):
+                    curves.append(
+                        {
+                            "variant": variant,
+                            "protocol": protocol,
+                            "seed": seed,
+                            "epoch": epoch,
+                            "loss": None if value is None else 1 - value,
+                            "accuracy": value,
+                            "val_loss": None if value is None else 1.05 - value,
+                            "val_accuracy": value,
+                            "learning_rate": rate,
+                            "seconds": epoch * per_epoch,
+                            "steps": epoch * steps,
+                        }
+                    )
+                reached = next((e for e, a in enumerate(history, start=1) if a and a >= 0.97), None)
+                test = 0.098 if diverged else accuracies[-1] + 0.001
+                rows.append(
+                    {
+                        "variant": variant,
+                        "protocol": protocol,
+                        "seed": seed,
+                        "optimizer": settings.optimizer,
+                        "batch_size": 50000 if settings.batch_size == "full" else settings.batch_size,
+                        "learning_rate": rate,
+                        "momentum": getattr(settings, "momentum", None),
+                        "nesterov": getattr(settings, "nesterov", None),
+                        "schedule": settings.schedule.name if getattr(settings, "schedule", None) else None,
+                        "epochs_run": len(history),
+                        "diverged": diverged,
+                        "diverged_epoch": len(history) if diverged else None,
+                        "final_val_accuracy": history[-1],
+                        "val_accuracy_epoch1": history[0],
+                        "unstable": diverged,
+                        "best_val_accuracy": max((a for a in history if a), default=None),
+                        "epochs_to_target": reached,
+                        "steps_to_target": reached and reached * steps,
+                        "seconds_to_target": reached and reached * per_epoch,
+                        "train_seconds": len(history) * per_epoch,
+                        "seconds_per_epoch": per_epoch,
+                        "seconds_per_step": 2e-4,
+                        "steps_per_epoch": steps,
+                        "optimizer_state_bytes": 407_080
+                        * SLOTS.get(settings.optimizer, 0)
+                        * (1 if settings.optimizer != "sgd" or getattr(settings, "momentum", 0) else 0),
+                        "peak_memory_bytes": 60 * MIB + 1000 * seed,
+                        "memory_kind": "rss",
+                        "test_accuracy": test,
+                        "test_loss": 1 - test,
+                        "device": "CPU: test",
+                        "tensorflow": "2.x",
+                        "keras": "3.x",
+                        "op_determinism": True,
+                    }
+                )
+        for protocol, group in pd.DataFrame(rows).query("variant == @variant").groupby("protocol"):
+            per_class = {str(d): min(1.0, group["test_accuracy"].mean() + (d - 5) / 200) for d in range(10)}
+            evaluations.setdefault(variant, {})[protocol] = {
+                "test_accuracy": group["test_accuracy"].mean(),
+                "per_class_accuracy": per_class,
+                "seeds": {
+                    str(s): {"test_accuracy": a}
+                    for s, a in zip(group["seed"], group["test_accuracy"], strict=True)
+                },
+            }
+    return pd.DataFrame(rows), pd.DataFrame(curves), evaluations
 
 
-BATCH_SIZES = {  # label: (accuracy after one epoch, steps per epoch, seconds per step, peak memory)
-    "1": (0.95, 3000, 3e-5, 70 * MIB),
-    "32": (0.90, 94, 2e-4, 80 * MIB),
-    "full": (0.15, 1, 0.1, 190 * MIB),
+def tuning_trials(variant: str, best: float, rates: list[float], stage: str, failed: bool) -> list[dict]:
+    """One row per rate and tuning seed: accuracy falls off with the log distance from `best`, and a
+    rate 30 times past it ends at chance (unstable); a `failed` variant diverges at every rate."""
+    found = []
+    for r in rates:
+        at_chance = r > 30 * best
+        for seed in TUNING_SEEDS:
+            final = 0.098 if at_chance else 0.975 - 0.03 * math.log10(r / best) ** 2 + 0.001 * (seed - 100)
+            if failed:
+                nothing = dict.fromkeys(["val_accuracy", "val_accuracy_epoch1", "loss_epoch1", "loss"])
+                found.append(
+                    {"variant": variant, "stage": stage, "learning_rate": r, "seed": seed, **nothing,
+                     "diverged": True, "diverged_epoch": 1, "unstable": True}
+                )  # fmt: skip
+                continue
+            found.append(
+                {
+                    "variant": variant,
+                    "stage": stage,
+                    "learning_rate": r,
+                    "seed": seed,
+                    "val_accuracy": final,
+                    "val_accuracy_epoch1": 0.1 if at_chance else final - 0.02,
+                    "loss_epoch1": 0.5,
+                    "loss": 3.0 if at_chance else 1 - final,
+                    "diverged": False,
+                    "diverged_epoch": None,
+                    "unstable": at_chance,
+                }
+            )
+    return found
+
+
+def made_up_tuning(failed=()) -> tuple[pd.DataFrame, dict]:
+    """Every variant's coarse grid (5 rates over its search range) and fine grid (2 rates each side of the
+    coarse best, a quarter decade apart), each rate from both tuning seeds, as the tune stages and
+    compare write them. A `failed` variant diverges at every rate: nothing is chosen, its default stays."""
+    rows, chosen = [], {}
+    for variant, (_, _, best, _) in QUALITY.items():
+        low, high = STUDY.variants[variant].search
+        coarse = [float(f"{r:.4g}") for r in np.geomspace(low, high, 5)]
+
+        found = tuning_trials(variant, best, coarse, "coarse", variant in failed)
+        means = pd.DataFrame(found).groupby("learning_rate")["val_accuracy"].mean()
+        centre = coarse[0] if variant in failed else means.idxmax()  # as tune: the lowest when all diverged
+        fine = [float(f"{centre * 10 ** (k * 0.25):.4g}") for k in (-2, -1, 1, 2)]
+        found += tuning_trials(variant, best, [r for r in fine if r not in coarse], "fine", variant in failed)
+        table = pd.DataFrame(found)
+        means = table.groupby("learning_rate")["val_accuracy"].mean()
+        if variant in failed:
+            pick = None
+            chosen[variant] = {"learning_rate": STUDY.variants[variant].learning_rate, "val_accuracy": None,
+                               "on_edge": None}  # fmt: skip
+        else:
+            pick = means.idxmax()
+            edge = "low" if pick == means.index.min() else "high" if pick == means.index.max() else None
+            chosen[variant] = {"learning_rate": pick, "val_accuracy": means[pick], "on_edge": edge}
+        rows += table.assign(
+            mean_val_accuracy=table["learning_rate"].map(means), chosen=table["learning_rate"] == pick
+        ).to_dict("records")
+    protocol = {
+        "seeds": TUNING_SEEDS,
+        "epochs": EPOCHS,
+        "points": 5,
+        "refine": 2,
+        "refine_step": 0.25,
+        "metric": "mean final val_accuracy over the tuning seeds",
+        "ranges": {name: v.search for name, v in STUDY.variants.items()},
+        "chosen": chosen,
+    }
+    return pd.DataFrame(rows), protocol
+
+
+def made_up_momentum() -> pd.DataFrame:
+    """The momentum sweep: accuracy depends on the effective step alone (best at 0.316); momentum 0.99 at
+    step 1 diverges on seed 2."""
+    rows = []
+    for beta in (0.0, 0.5, 0.9, 0.99):
+        for nesterov in (False, True) if beta > 0 else (False,):
+            for step in (0.0316, 0.1, 0.316, 1.0):
+                for seed in range(3):
+                    diverged = beta == 0.99 and step == 1.0 and seed == 2
+                    final = 0.975 - 0.02 * abs(math.log10(step / 0.316)) + LUCK[seed]
+                    rows.append(
+                        {
+                            "momentum": beta,
+                            "nesterov": nesterov,
+                            "effective_step": step,
+                            "learning_rate": float(f"{step * (1 - beta):.4g}"),
+                            "seed": seed,
+                            "val_accuracy_epoch1": None if diverged else final - 0.03,
+                            "final_val_accuracy": None if diverged else final,
+                            "loss_epoch1": 0.4,
+                            "final_loss": None if diverged else 1 - final,
+                            "diverged": diverged,
+                            "diverged_epoch": 1 if diverged else None,
+                            "epochs_run": 1 if diverged else EPOCHS,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+BATCH = {  # label: (size, own rate, steps per epoch, seconds per step, median peak memory)
+    "1": (1, 0.01, 10000, 3e-5, 70 * MIB),
+    "8": (8, 0.0316, 1250, 5e-5, 72 * MIB),
+    "32": (32, 0.1, 313, 1e-4, 75 * MIB),
+    "256": (256, 0.316, 40, 6e-4, 90 * MIB),
+    "full": (10000, 1.0, 1, 0.02, 200 * MIB),
 }
 
 
-def write_sweep_and_landscape_tables(folder: Path) -> tuple[pd.DataFrame, ...]:
-    """The batch-size sweep (3 sizes, 3 seeds, 2 epochs) and two landscapes, as compare and the
-    landscapes stage write them."""
-    batch_runs, batch_curves = [], []
-    for label, (first, per_epoch, per_step, peak) in BATCH_SIZES.items():
+def made_up_batch_sweep() -> tuple[pd.DataFrame, ...]:
+    """Each batch size at its own rate: runs (3 seeds), validation scores at log-spaced steps, tuning
+    trials and peak memory from three fresh processes."""
+    runs, curves, trials, memory = [], [], [], []
+    for label, (size, own, per_epoch, per_step, peak) in BATCH.items():
+        epochs = 100 if label == "full" else EPOCHS
+        total = epochs * per_epoch
+        steps = sorted({round(10 ** (k / 3)) for k in range(40) if round(10 ** (k / 3)) <= total} | {total})
         for seed in range(3):
-            steps = sorted({1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, per_epoch, 2 * per_epoch} - {0})
-            steps = [x for x in steps if x <= 2 * per_epoch]
-            for step in steps:
-                epoch = step / per_epoch
-                batch_curves.append(
-                    {"batch_label": label, "batch_size": per_epoch, "seed": seed, "step": step,
-                     "epoch": epoch, "seconds": step * per_step, "val_loss": 1.0,
-                     "val_accuracy": min(0.99, 0.1 + (first - 0.1) * min(epoch, 1) + 0.02 * max(epoch - 1, 0)
-                                         + seed / 1000)}
-                )  # fmt: skip
-            final = batch_curves[-1]["val_accuracy"]
-            reached = next((c for c in batch_curves[-len(steps) :] if c["val_accuracy"] >= 0.9), None)
-            batch_runs.append(
-                {"batch_label": label, "seed": seed, "final_val_accuracy": final, "epochs_run": 2,
-                 "epochs_to_target": reached and reached["epoch"],
-                 "steps_to_target": reached and reached["step"],
-                 "seconds_to_target": reached and reached["seconds"],
-                 "seconds_per_epoch": per_epoch * per_step, "seconds_per_step": per_step,
-                 "peak_memory_bytes": peak + seed, "target_accuracy": 0.9}
-            )  # fmt: skip
-    batch_runs, batch_curves = pd.DataFrame(batch_runs), pd.DataFrame(batch_curves)
-    batch_runs.to_csv(folder / "metrics/batch_size.csv", index=False)
+            scores = [
+                {
+                    "step": s,
+                    "epoch": round(s / per_epoch, 6),
+                    "seconds": round(s * per_step, 6),
+                    "val_loss": 1.0,
+                    "val_accuracy": min(0.97, 0.1 + 0.2 * math.log10(1 + s)) + LUCK[seed],
+                }
+                for s in steps
+            ]
+            curves += [
+                {"batch_label": label, "batch_size": size, "learning_rate": own, "seed": seed} | s
+                for s in scores
+            ]
+            reached = next((s for s in scores if s["val_accuracy"] >= 0.9), None)
+            runs.append(
+                {
+                    "batch_label": label,
+                    "batch_size": size,
+                    "learning_rate": own,
+                    "on_edge": "high" if label == "full" else None,
+                    "seed": seed,
+                    "n_train": 10000,
+                    "epochs_run": epochs,
+                    "steps_run": total,
+                    "final_val_accuracy": scores[-1]["val_accuracy"],
+                    "val_accuracy_epoch1": next(s for s in scores if s["epoch"] >= 1)["val_accuracy"],
+                    "best_val_accuracy": max(s["val_accuracy"] for s in scores),
+                    "epochs_to_target": reached and reached["epoch"],
+                    "steps_to_target": reached and reached["step"],
+                    "seconds_to_target": reached and reached["seconds"],
+                    "target_accuracy": 0.9,
+                    "train_seconds": total * per_step,
+                    "seconds_per_step": per_step,
+                    "peak_memory_bytes": peak,
+                    "memory_kind": "rss",
+                    "analytic_memory_bytes": 407_080 * 2 + size * 1_800 * 4,
+                    "diverged": False,
+                    "diverged_epoch": None,
+                    "unstable": False,
+                }
+            )
+        for r in (own / 10, own, own * 10):
+            for seed in TUNING_SEEDS:
+                score = 0.95 if r == own else 0.9
+                trials.append(
+                    {
+                        "batch_label": label,
+                        "batch_size": size,
+                        "stage": "coarse",
+                        "learning_rate": r,
+                        "seed": seed,
+                        "val_accuracy": score,
+                        "mean_val_accuracy": score,
+                        "chosen": r == own,
+                        "on_edge": "high" if label == "full" else None,
+                    }
+                )
+        memory += [
+            {
+                "batch_label": label,
+                "batch_size": size,
+                "repeat": i,
+                "pid": 1000 + i,
+                "peak_memory_bytes": peak + (i - 1) * MIB,
+                "memory_kind": "rss",
+                "analytic_memory_bytes": 407_080 * 2 + size * 1_800 * 4,
+            }
+            for i in range(3)
+        ]
+    return pd.DataFrame(runs), pd.DataFrame(curves), pd.DataFrame(trials), pd.DataFrame(memory)
+
+
+def made_up_landscapes() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two functions, each optimizer from 20 starts per test; momentum escapes from half the shallow
+    basin's starts at its own best rate and from none at plain SGD's effective step."""
+    optimizers = {"bgd": "bgd sgd mbgd", "momentum": "momentum", "nesterov": "nesterov", "adam": "adam"}
+    rows, paths = [], []
+    for function, tests in (("two_wells", ("reach", "escape")), ("saddle", ("settle",))):
+        for test in tests:
+            for variant, stands_for in optimizers.items():
+                settings = (
+                    ("own best", "matched step") if variant in ("momentum", "nesterov") else ("own best",)
+                )
+                for setting in settings:
+                    rate = 0.1 if setting == "own best" else 0.01
+                    for start in range(20):
+                        escaped = variant == "momentum" and setting == "own best" and start % 2 == 0
+                        reached = (test != "escape" and start < 15) or escaped
+                        rows.append(
+                            {
+                                "function": function,
+                                "test": test,
+                                "variant": variant,
+                                "stands_for": stands_for,
+                                "setting": setting,
+                                "learning_rate": rate,
+                                "start": start,
+                                "reached_global": reached,
+                                "escaped": escaped if test == "escape" else None,
+                                "barrier_crossings": int(escaped) if test == "escape" else None,
+                                "steps_to_tolerance": 40 + start if reached else None,
+                                "final_value": 0.0,
+                                "diverged": False,
+                                "x0": -1.5 + 0.1 * start,
+                                "y0": 0.02,
+                                "final_x": 0.0,
+                                "final_y": 1.0,
+                            }
+                        )
+                    if setting == "own best":
+                        paths += [
+                            {
+                                "function": function,
+                                "test": test,
+                                "variant": variant,
+                                "start": 0,
+                                "step": k,
+                                "x": -1.5 + 0.15 * k,
+                                "y": 0.02 + 0.09 * k,
+                            }
+                            for k in range(11)
+                        ]
+    return pd.DataFrame(rows), pd.DataFrame(paths)
+
+
+def write_study(folder: Path, failed=()) -> dict:
+    """Every table the report reads, written into `folder`; returns the report's parameters. Every run
+    and tuning trial of a `failed` variant diverges."""
+    trials, tuning_protocol = made_up_tuning(failed)
+    runs, curves, evaluations = made_up_runs(tuning_protocol["chosen"], failed)
+    sweep = made_up_momentum()
+    batch_runs, batch_curves, batch_trials, batch_memory = made_up_batch_sweep()
+    outcomes, paths = made_up_landscapes()
+    for sub in ("metrics/eval", "plots/landscapes", "reports"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    analysis.with_not_reached(runs).to_csv(folder / "metrics/runs.csv", index=False)
+    (folder / "metrics/summary.json").write_text(json.dumps(analysis.summary(runs)))
+    curves.to_csv(folder / "plots/curves.csv", index=False)
+    for variant, scores in evaluations.items():
+        (folder / "metrics/eval" / f"{variant}.json").write_text(json.dumps(scores))
+    trials.to_csv(folder / "metrics/tuning.csv", index=False)
+    (folder / "metrics/tuning.json").write_text(json.dumps(tuning_protocol))
+    sweep.to_csv(folder / "metrics/momentum.csv", index=False)
+    summary = study_batch_sizes.batch_summary(batch_runs, batch_memory)
+    (folder / "metrics/batch_size.json").write_text(json.dumps(summary))
+    batch_trials.to_csv(folder / "metrics/batch_tuning.csv", index=False)
     batch_curves.to_csv(folder / "plots/batch_size_curves.csv", index=False)
-
-    outcomes, paths = [], []
-    for function, minimum in (("two_wells", (-1.04, 0.0)), ("saddle", (0.0, 1.0))):
-        for variant in ("mbgd", "momentum", "adam"):
-            for start in range(10):
-                x0, y0 = -2 + 0.4 * start, 0.5
-                reached = start < 5 or (variant == "momentum" and start % 2 == 0)
-                end = minimum if reached else (0.96, 0.0)
-                outcomes.append(
-                    {"function": function, "variant": variant, "start": start, "x0": x0, "y0": y0,
-                     "final_x": end[0], "final_y": end[1], "final_value": 0.0, "reached_global": reached,
-                     "steps_to_tolerance": 20 + start if reached else None, "diverged": False,
-                     "learning_rate": 0.1}
-                )  # fmt: skip
-                if start == 0:
-                    paths += [
-                        {"function": function, "variant": variant, "start": 0, "step": k,
-                         "x": x0 + (end[0] - x0) * k / 10, "y": y0 + (end[1] - y0) * k / 10}
-                        for k in range(11)
-                    ]  # fmt: skip
-    outcomes = pd.DataFrame(outcomes)
     outcomes.to_csv(folder / "metrics/landscapes.csv", index=False)
-    (folder / "plots/landscapes").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(paths).to_csv(folder / "plots/landscapes/trajectories.csv", index=False)
-    return batch_runs, batch_curves, outcomes
-
-
-def write_sweep_landscapes_and_claims(folder: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> None:
-    """The sweep and landscape tables, and metrics/claims.json computed from all the tables by
-    study/claims.py, as compare computes it."""
-    batch_runs, batch_curves, outcomes = write_sweep_and_landscape_tables(folder)
+    paths.to_csv(folder / "plots/landscapes/trajectories.csv", index=False)
     evidence = claims.Evidence(
+        variants=STUDY.variants,
         runs=runs,
-        curves=curves,
+        tuning=trials,
+        momentum_runs=sweep,
         batch_runs=batch_runs.assign(batch_label=batch_runs["batch_label"].astype(str)),
         batch_curves=batch_curves,
-        momentum_runs=pd.read_csv(folder / "metrics/momentum.csv"),
-        tuning=pd.read_csv(folder / "metrics/tuning.csv"),
+        batch_memory=batch_memory,
         landscapes=outcomes,
     )
-    (folder / "metrics/claims.json").write_text(json.dumps(claims.evaluate(evidence)))
+    judged = claims.evaluate(evidence, claims.Rules.from_params(STUDY.compare))
+    # numpy scalars as plain numbers: a batch test's step budget is one (an integer column's maximum).
+    (folder / "metrics/claims.json").write_text(json.dumps(judged, default=lambda x: x.item()))
+    return {name: str(folder / path) for name, path in report.INPUTS.items()}
 
 
-def _values(series) -> list:
-    return [None if pd.isna(x) else float(x) for x in series]
+def tables_of(folder: Path, failed=(), **replaced) -> results.Tables:
+    """The report's tables from a made-up study in `folder`; `replaced` swaps a path for None (absent)."""
+    paths = write_study(folder, failed) | replaced
+    return results.load(**paths, compare=STUDY.compare.model_dump())
 
 
-def _per_class(accuracy: float) -> dict[str, float]:
-    return {str(d): min(1.0, accuracy + (d - 5) / 200) for d in range(10)}
+@pytest.fixture(scope="module")
+def made_up(tmp_path_factory) -> results.Tables:
+    return tables_of(tmp_path_factory.mktemp("study"))
 
 
-def ramp(final: float, epochs: int = 3) -> list[float]:
-    """Validation accuracies that climb to `final` in the last epoch."""
-    return [round(final - 0.02 * (epochs - e), 4) for e in range(1, epochs + 1)]
+# --- the stage, end to end --------------------------------------------------------------------------
 
-
-def runs_of(finals: dict[str, dict[str, list[float]]]) -> list[Run]:
-    """{variant: {protocol: [final accuracy per seed]}} as runs with seeds 0, 1, ..."""
-    return [
-        Run(variant, protocol, seed, ramp(final))
-        for variant, protocols in finals.items()
-        for protocol, per_seed in protocols.items()
-        for seed, final in enumerate(per_seed)
-    ]
-
-
-def results_from(folder: Path, runs: list[Run], tuning=None, momentum=None) -> results_module.Results:
-    inputs = write_study(folder, runs, tuning, momentum)
-    accepted = inspect.signature(results_module.load).parameters
-    return results_module.load(**{k: v for k, v in inputs.items() if k in accepted}, target_accuracy=0.97)
-
-
-# --- the stage, end to end ------------------------------------------------------------------------
-
-TUNING = [  # three rates per variant, the highest diverged for adam
-    *(("mbgd", r, a, r == 0.1) for r, a in ((0.001, 0.80), (0.1, 0.975), (1.0, 0.90))),
-    *(("momentum", r, a, r == 0.1) for r, a in ((0.001, 0.90), (0.1, 0.978), (1.0, 0.95))),
-    *(("adam", r, a, r == 0.003) for r, a in ((0.0003, 0.95), (0.003, 0.974), (0.03, None))),
-]
-SWEEP = [  # momentum 0, and 0.9 plain and Nesterov, three seeds; one run at 0.9 plain diverges
-    *((0.0, False, seed, ramp(0.93 + seed / 1000), None) for seed in range(3)),
-    *((0.9, False, seed, ramp(0.96 + seed / 1000), None) for seed in range(2)),
-    (0.9, False, 2, [0.9, 0.1], 2),
-    *((0.9, True, seed, ramp(0.965 + seed / 1000), None) for seed in range(3)),
+REPORT_FILES = ("template.ipynb", "standalone.html.j2")
+STUDY_MODULES = ("__init__.py", "landscapes.py")  # what the report imports from study/
+HEADINGS = [
+    "The primer's claims, tested",
+    "Setup",
+    "Tuning",
+    "Summary",
+    "Momentum and step size",
+    "Batch size, each at its own learning rate",
+    "Landscapes: escaping local minima",
+    "High versus low learning rate",
+    "Memory and time cost",
+    "Test accuracy per digit",
+    "Unstable runs",
+    "Reproducing this report",
 ]
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A project folder with three variants under two protocols, three seeds: adam diverges once, tuned."""
+    """A project folder holding the report's code, params.yaml and a made-up study's tables."""
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "reports").mkdir()
     (tmp_path / "study").mkdir()
@@ -318,45 +462,9 @@ def project(tmp_path, monkeypatch):
         shutil.copy(path, tmp_path / "reports" / path.name)
     for name in STUDY_MODULES:
         shutil.copy(REPO / "study" / name, tmp_path / "study" / name)
-    runs = runs_of(
-        {
-            "mbgd": {"defaults": [0.93, 0.932, 0.931], "tuned": [0.975, 0.976, 0.974]},
-            "momentum": {"defaults": [0.968, 0.97, 0.969], "tuned": [0.979, 0.98, 0.978]},
-            "adam": {"defaults": [0.972, 0.973, 0.974], "tuned": [0.976, 0.975]},
-        }
-    )
-    runs.append(Run("adam", "tuned", 2, [0.95, 0.098], diverged_epoch=2))
-    write_study(tmp_path, runs, TUNING, SWEEP)
+    write_study(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-REPORT_FILES = ("template.ipynb", "standalone.html.j2")
-STUDY_MODULES = (  # what the report imports from study/
-    "__init__.py",
-    "statistics.py",
-    "claims.py",
-    "landscapes.py",
-)
-HEADINGS = [
-    "The primer's claims, tested",
-    "Setup",
-    "Summary",
-    "Does the ranking survive tuning?",
-    "Which differences are beyond noise?",
-    "Gradient-descent variants: batch, stochastic, mini-batch",
-    "Batch size, measured",
-    "Momentum and Nesterov",
-    "Adaptive learning rates: Adam, RMSProp, Adagrad",
-    "Learning-rate schedules",
-    "High versus low learning rate",
-    "Optimal momentum",
-    "Landscapes: what MNIST cannot show",
-    "Memory and time cost",
-    "Test accuracy and per-class accuracy",
-    "Diverged runs",
-    "Reproducing this report",
-]
 
 
 def test_report_stage_writes_the_notebook_and_a_self_contained_page(project):
@@ -368,20 +476,23 @@ def test_report_stage_writes_the_notebook_and_a_self_contained_page(project):
     html = (project / "reports/study.html").read_text()
     assert '<img src="http' not in html
     assert "<script src=" not in html  # opens offline: no require.js or MathJax from a CDN
-    assert html.count("data:image/png;base64,") >= 10
-    for heading in HEADINGS:
-        assert f">{heading}<" in html
-    assert "adam</code>, tuned (rate 0.003): 1 of 3 seeds (seed 2)" in html
-    assert "The ranking changes once every variant is tuned" in html  # adam 1st → 3rd
-    assert "Kendall" in html and "[" in html  # rankings compared, intervals shown
-    assert "no learning-rate schedules" in html
-    assert "Best momentum:</strong> 0.9 (Nesterov)" in html
+    assert html.count("data:image/png;base64,") >= 7
+    positions = [html.index(f">{heading}<") for heading in HEADINGS]
+    assert positions == sorted(positions)  # the claims first, then the evidence
+    found = json.loads((project / "metrics/claims.json").read_text())
+    for claim in found:
+        assert claim["claim"] in html
+    assert "verdict at Keras' defaults" in html  # each claim's second verdict, labelled
+    assert "implied: the primer does not assert it" in html  # Nesterov and schedules
+    assert "adagrad</code>'s best rate, 3.16, is the highest it tried" in html  # on the edge
+    assert "tuning seeds are never evaluation seeds" in html
+    assert "plain SGD's effective step" in html
     assert "figures.learning_curves(" not in html  # the code is hidden: the page reads as a document
 
 
 def test_a_missing_input_is_a_one_line_error(project):
-    (project / "metrics/pairwise.csv").unlink()
-    with pytest.raises(StudyError, match=r"metrics/pairwise.csv is missing: run `dvc repro`") as error:
+    (project / "metrics/batch_size.json").unlink()
+    with pytest.raises(StudyError, match=r"metrics/batch_size.json is missing: run `dvc repro`") as error:
         report.main()
     assert "\n" not in str(error.value)
     assert not (project / "reports/study.html").exists()
@@ -391,302 +502,388 @@ def test_a_failing_cell_is_a_one_line_error_naming_it(project):
     template = json.loads((project / "reports/template.ipynb").read_text())
     template["cells"].insert(
         3,
-        {"cell_type": "code", "execution_count": None, "id": "boom", "metadata": {}, "outputs": [],
-         "source": "raise ValueError('no such variant: sgd\\nsecond line')"},
-    )  # fmt: skip
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "boom",
+            "metadata": {},
+            "outputs": [],
+            "source": "raise ValueError('no such variant: sgd\\nsecond line')",
+        },
+    )
     (project / "reports/template.ipynb").write_text(json.dumps(template))
     with pytest.raises(StudyError, match=r"failed in cell \d+: ValueError: no such variant: sgd$") as error:
         report.main()
     assert "\n" not in str(error.value)
 
 
-# --- findings on made-up tables -------------------------------------------------------------------
+# --- the report decides nothing ---------------------------------------------------------------------
+
+DECIDING_MODULES = {"scipy", "study.statistics", "study.verdicts", "study.claims", "study.analysis"}
 
 
-def test_the_ranking_sentence_follows_the_data(tmp_path):
-    same = runs_of(
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found.add(node.module or "")
+    return found
+
+
+def test_no_report_module_computes_a_statistic_or_a_verdict():
+    for path in (REPO / "reports").glob("*.py"):
+        deciding = {m for m in imports(path) if m.split(".")[0] == "scipy" or m in DECIDING_MODULES}
+        assert not deciding, f"{path.name} imports {deciding}"
+
+
+def made_up_claims() -> list[dict]:
+    """Claims whose verdicts disagree with any rule one might apply to their numbers: a report that
+    re-decided would show something else."""
+    wide = {
+        "measure": "test accuracy",
+        "a": "x",
+        "b": "y",
+        "a_mean": 0.99,
+        "b_mean": 0.90,
+        "mean": 0.09,
+        "n": 10,
+        "ci_low": 0.08,
+        "ci_high": 0.10,
+        "tost_low": 0.085,
+        "tost_high": 0.095,
+        "margin": 0.003,
+        "alpha": 0.05,
+        "mde": 0.004,
+    }
+    return [
         {
-            "mbgd": {"defaults": [0.90, 0.91, 0.92], "tuned": [0.95, 0.951, 0.952]},
-            "adam": {"defaults": [0.97, 0.971, 0.972], "tuned": [0.98, 0.981, 0.982]},
-            "rmsprop": {"defaults": [0.95, 0.951, 0.953], "tuned": [0.97, 0.971, 0.973]},
-        }
-    )
-    text = comparisons.ranking_text(results_from(tmp_path, same))
-    assert text.startswith("**The ranking does not change once every variant is tuned:**")
-    assert "Kendall's τ = 1.00" in text
-
-    flipped = runs_of(
+            "id": "odd",
+            "claim": "A clear lead that compare called contradicted.",
+            "source": "primer",
+            "verdicts": {
+                "tuned": {"verdict": "contradicted", "conditions": None, "tests": 1, "alpha_per_test": 0.05},
+                "defaults": {"verdict": "not tested", "conditions": None, "tests": 0, "alpha_per_test": None},
+            },
+            "tests": [
+                wide | {"test": "x vs y, test accuracy", "protocol": "tuned", "outcome": "contradicted"}
+            ],
+            "notes": ["a note compare wrote"],
+        },
         {
-            "mbgd": {"defaults": [0.90, 0.91, 0.92], "tuned": [0.985, 0.986, 0.988]},
-            "adam": {"defaults": [0.97, 0.971, 0.972], "tuned": [0.95, 0.951, 0.952]},
-            "rmsprop": {"defaults": [0.95, 0.951, 0.953], "tuned": [0.97, 0.971, 0.973]},
-        }
-    )
-    results = results_from(tmp_path, flipped)
-    text = comparisons.ranking_text(results)
-    assert text.startswith("**The ranking changes once every variant is tuned:**")
-    assert "Kendall's τ between the two orders is -1.00" in text
-    assert "`mbgd` 3rd → 1st" in text and "`adam` 1st → 3rd" in text
-    assert "Best with the defaults: `adam`; best tuned: `mbgd`." in text
-    assert "3 are beyond noise under both protocols" in text
-    table = comparisons.ranking_table(results)
-    assert table.loc["mbgd", ("", "tuned against defaults")] == "up 2"
-    assert table.loc["adam", ("defaults", "test accuracy")].startswith("97.20% [")
-
-
-def test_a_difference_within_noise_is_called_so(tmp_path):
-    runs = runs_of(
-        {
-            "mbgd": {"defaults": [0.950, 0.960, 0.955]},
-            "momentum": {"defaults": [0.958, 0.952, 0.957]},  # higher in 2 of 3 seeds, by little
-            "adam": {"defaults": [0.975, 0.976, 0.978]},  # beyond noise above both
-        }
-    )
-    results = results_from(tmp_path, runs)
-    verdict, sentence = comparisons.versus(results, "momentum", "mbgd", "defaults")
-    assert verdict == "within noise"
-    assert "higher in 2 of 3 seeds, within noise" in sentence
-    assert comparisons.versus(results, "adam", "mbgd", "defaults")[0] == "better"
-    text = comparisons.pairwise_text(results)
-    assert "- **defaults:** 2 of 3 pairs of variants differ beyond noise; 1 are within noise." in text
-    assert "`adam` is above `momentum` and `mbgd`, beyond noise." in text
-    assert "within noise of it" not in findings.summary_text(results)  # adam is alone at the top
-
-
-def test_one_seed_means_no_intervals_and_says_so(tmp_path):
-    runs = runs_of(
-        {"mbgd": {"defaults": [0.95], "tuned": [0.97]}, "adam": {"defaults": [0.97], "tuned": [0.96]}}
-    )
-    results = results_from(tmp_path, runs)
-    assert "single seed" in findings.evidence_text(results)
-    assert comparisons.versus(results, "adam", "mbgd", "defaults")[0] == "one seed"
-    assert "With one seed, no swap can be told apart from seed luck." in comparisons.ranking_text(results)
-    assert findings.summary_table(results).loc[("adam", "defaults"), "test accuracy"] == "97.10%"
-
-
-def test_nesterov_and_high_momentum_verdicts_follow_the_sweep(tmp_path):
-    runs = runs_of({"mbgd": {"defaults": [0.93, 0.94, 0.935]}})
-
-    def sweep(nesterov_gain):
-        rows = []
-        for seed in range(3):
-            rows += [
-                (0.0, False, seed, ramp(0.93 + seed / 500), None),
-                (0.9, False, seed, ramp(0.96 + seed / 500), None),
-                (0.9, True, seed, ramp(0.96 + seed / 500 + nesterov_gain[seed]), None),
-                (0.99, False, seed, ramp(0.90 + seed / 500), None),
-                (0.99, True, seed, ramp(0.90 + seed / 500), None),
-            ]
-        return rows
-
-    text = sensitivity.momentum_sweep_text(
-        results_from(tmp_path, runs, momentum=sweep([0.004, 0.005, 0.006]))
-    )
-    assert "- **Best momentum:** 0.9 (Nesterov), 96.70% [" in text
-    assert "beyond noise above every other setting" in text
-    assert (
-        "**Nesterov against plain momentum** (Nesterov − plain, paired by seed): better beyond noise at 0.9;"
-        in text
-    )
-    assert "within noise at 0.99" in text
-    assert "**Does the highest momentum, 0.99, hurt?** plain: 90.20% [" in text
-    assert "against 96.20% at 0.9, -6.00 points [" in text and "yes, beyond noise" in text
-
-    text = sensitivity.momentum_sweep_text(
-        results_from(tmp_path, runs, momentum=sweep([0.004, -0.004, 0.001]))
-    )
-    assert "(Nesterov − plain, paired by seed): within noise at 0.9, 0.99." in text
-    assert "within noise of it: 0.9 (plain)" in text
-
-
-def test_the_learning_rate_answer_reads_the_tuning_trials(tmp_path):
-    runs = runs_of({v: {"defaults": [0.93, 0.94]} for v in ("mbgd", "adam", "sgd")})
-    trials = [
-        *(("mbgd", r, a, r == 1.0) for r, a in ((0.01, 0.90), (0.1, 0.965), (1.0, 0.97))),
-        *(("adam", r, a, r == 0.01) for r, a in ((0.001, 0.97), (0.01, 0.975), (0.1, None))),
-        *(("sgd", r, a, r == 0.1) for r, a in ((0.01, 0.95), (0.1, 0.96), (1.0, 0.11))),  # finite, but chance
+            "id": "split",
+            "claim": "A claim whose tests disagree.",
+            "source": "implied",
+            "verdicts": {
+                "tuned": {
+                    "verdict": "mixed",
+                    "conditions": "holds: per epoch | fails: per second",
+                    "tests": 2,
+                    "alpha_per_test": 0.025,
+                },
+                "defaults": {
+                    "verdict": "no detectable effect",
+                    "conditions": None,
+                    "tests": 1,
+                    "alpha_per_test": 0.05,
+                },
+            },
+            "tests": [
+                wide | {"test": "per epoch", "protocol": "tuned", "outcome": "supported"},
+                wide | {"test": "per second", "protocol": "tuned", "outcome": "contradicted"},
+                wide | {"test": "at defaults", "protocol": "defaults", "outcome": "no detectable effect"},
+            ],
+            "notes": [],
+        },
     ]
-    results = results_from(tmp_path, runs, tuning=trials)
-    text = sensitivity.learning_rate_text(results)
+
+
+def test_the_report_shows_exactly_the_verdicts_compare_wrote():
+    found = made_up_claims()
+    overview = verdicts.overview_table(found).data
+    assert list(overview["verdict, tuned (primary)"]) == ["contradicted", "mixed"]
+    assert list(overview["verdict at Keras' defaults"]) == ["not tested", "no detectable effect"]
+    assert list(overview["whose"]) == [
+        "the primer's",
+        "implied: the primer does not assert it; the study adds it",
+    ]
+    first, second = verdicts.claim_text(1, found[0]), verdicts.claim_text(2, found[1])
     assert (
-        "- `mbgd`: best 97.00% at 1; default 0.01; within a point of the best from 0.1 to 1 (1 decade)"
+        "**Tuned (each at its own best rate; primary):** **contradicted**; 1 test, each at α = 0.05." in first
+    )
+    assert "**At Keras' defaults:** **not tested**." in first and "*a note compare wrote*" in first
+    assert "**mixed** (holds: per epoch | fails: per second); 2 tests, each at α = 0.025." in second
+    tests = verdicts.tests_table(found[1], 2).data
+    assert list(tests["outcome"]) == ["supported", "contradicted", "no detectable effect"]
+    assert list(tests["protocol"]) == ["tuned", "tuned", "at Keras' defaults"]
+    html = verdicts.overview_table(found).to_html()
+    assert html.count(">contradicted<") == 1 and html.count(">mixed<") == 1
+
+
+def test_each_kind_of_test_reads_in_its_own_unit():
+    accuracy = {
+        "test": "momentum vs mbgd",
+        "measure": "validation accuracy after epoch 1",
+        "a_mean": 0.9512,
+        "b_mean": 0.9401,
+        "mean": 0.0111,
+        "ci_low": 0.0051,
+        "ci_high": 0.0171,
+        "tost_low": 0.006,
+        "tost_high": 0.016,
+        "margin": 0.003,
+        "mde": 0.0042,
+        "n": 10,
+        "outcome": "supported",
+        "a_learning_rate": 0.0316,
+        "b_learning_rate": 0.316,
+        "a_effective_step": 0.316,
+        "b_effective_step": 0.316,
+    }
+    steps = {
+        "test": "momentum vs bgd on saddle",
+        "measure": "steps until settled within tolerance",
+        "a_mean": 40.0,
+        "b_mean": 120.0,
+        "mean": -80.0,
+        "ci_low": -95.0,
+        "ci_high": -65.0,
+        "margin": 12.0,
+        "tost_low": -92.0,
+        "tost_high": -68.0,
+        "mde": 20.0,
+        "n": 200,
+        "outcome": "supported",
+    }
+    memory = {
+        "test": "batch full vs batch 1, peak memory",
+        "measure": "peak memory of one run alone",
+        "a_mean": 200 * MIB,
+        "b_mean": 70 * MIB,
+        "ratio": 2.86,
+        "ratio_low": 2.8,
+        "ratio_high": 2.9,
+        "factor": 1.5,
+        "repeats": 3,
+        "outcome": "supported",
+    }
+    count = {
+        "test": "the highest rate overshoots",
+        "measure": "variants unstable at their highest rate",
+        "a_mean": 3.0,
+        "b_mean": None,
+        "count": 3,
+        "of": 10,
+        "outcome": "supported",
+    }
+    budget = accuracy | {"step_budget": 100.0, "a_learning_rate": 0.1, "b_learning_rate": 0.1}
+    budget = {k: v for k, v in budget.items() if "effective" not in k}
+    rows = verdicts.tests_table({"tests": [accuracy, steps, memory, count, budget]}, 0).data
+    assert list(rows["a / b"][:3]) == ["95.12% / 94.01%", "40 / 120", "200.0 MiB / 70.0 MiB"]
+    assert list(rows["a − b [interval at 1 − α]"][:4]) == [
+        "+1.11 points [+0.51, +1.71]",
+        "-80 steps [-95, -65]",
+        "ratio 2.86× (2.80× to 2.90× between repeats)",
+        "3 of 10",
+    ]
+    assert list(rows["margin ± [equivalence interval]"][:3]) == [
+        "±0.30 [+0.60, +1.60]",
+        "±12 [-92, -68]",
+        "factor 1.5×",
+    ]
+    assert list(rows["MDE"][:3]) == ["0.42", "20", "—"]
+    assert rows["held equal"][0] == "rate 0.0316 / 0.316; effective step 0.316 (both)"
+    assert rows["held equal"][4] == "rate 0.1 (both); budget 100 steps"
+
+
+# --- the sections, on made-up tables -------------------------------------------------------------
+
+
+def test_tuning_shows_every_rate_coarse_and_fine_and_flags_the_edge(made_up):
+    text = tuning.protocol_text(made_up)
+    assert "trained for **3 epochs**, the horizon the tuned protocol trains for" in text
+    assert "once from each **tuning seed (100, 101)**" in text
+    assert "tuning seeds are never evaluation seeds (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)" in text
+    assert "⚠ **Chosen on the edge of the rates tried:** `adagrad`'s best rate, 3.16, is the highest" in text
+    grid = tuning.grid_table(made_up).data
+    assert grid.loc["adagrad", "on the edge"] == "⚠ yes: the highest tried"
+    assert grid.loc["adam", "on the edge"] == "no"
+    assert grid.loc["adam", "coarse grid: rate → mean final val. accuracy"].count("→") == 5
+    assert grid.loc["adam", "fine grid"].count("→") == 4
+    assert "★ 0.001 → 97.55%" in grid.loc["adam", "coarse grid: rate → mean final val. accuracy"]
+    assert grid.loc["adam", "chosen rate"] == "0.001"
+
+
+def test_the_learning_rate_section_shows_early_progress_and_unstable_rates(made_up):
+    table = tuning.early_progress_table(made_up).data
+    assert list(table.columns) == ["rate 0.0001", "rate 0.001", "rate 0.01", "rate 0.1", "rate 1"]
+    assert table.loc["adam", "rate 1"] == "10.0% ⚠ unstable 2/2"  # 1000 times adam's best: at chance
+    assert table.loc["adam", "rate 0.001"] == "95.5%"  # adam's best rate: fastest early
+    text = tuning.unstable_text(made_up)
+    assert "ended below 20% validation accuracy" in text
+    assert (
+        "`sgd` at 1 (2/2 seeds); `momentum` at 1 (2/2 seeds); `nesterov` at 1 (2/2 seeds); `adam` at 0.1"
         in text
     )
-    assert "**the chosen rate is at the top of the range**" in text
     assert (
-        "- `adam`: best 97.50% at 0.01; default 0.001; within a point of the best from 0.001 to 0.01" in text
+        "Stable at every rate tried: `bgd`, `mbgd`, `adagrad`, `mbgd_exponential` and `mbgd_cosine`." in text
     )
-    assert "diverged from 0.1" in text
-    too_high = "**Too high:** 1 of 3 variants diverged within the range (`adam` from 0.1); accuracy fell to "
-    assert too_high + "near chance without diverging from 1 for `sgd`; `mbgd` neither diverged nor" in text
-    assert "tuning chose a higher rate than the default for 3 of 3 variants" in text
-    tuning = findings.tuning_text(results)
-    assert "3 rates evenly spaced on a log scale, each trained for 2 epochs from seed 0" in tuning
-    assert "highest final validation accuracy" in tuning and "the test split is never used" in tuning
-    assert "1 of 9 trials diverged" in tuning
-    assert findings.variants_table(results).loc["mbgd", "tuned rate"] == "1"
+    tuning.learning_rate_figure(made_up).savefig(BytesIO(), format="png")
 
 
-PRIMER_LIKE = {  # final accuracy per seed, defaults protocol, that agree with the primer's speed claims
-    "bgd": {"defaults": [0.80, 0.81, 0.805]},
-    "sgd": {"defaults": [0.99, 0.991, 0.992]},
-    "mbgd": {"defaults": [0.975, 0.976, 0.974]},
-}
+def test_momentum_is_shown_over_the_effective_step(made_up):
+    table = momentum.sweep_table(made_up.momentum).data
+    assert list(table.columns) == [f"effective step {s}" for s in ("0.0316", "0.1", "0.316", "1")]
+    assert list(table.index) == [
+        "β 0",
+        "β 0.5",
+        "β 0.9",
+        "β 0.99",
+        "β 0.5, Nesterov",
+        "β 0.9, Nesterov",
+        "β 0.99, Nesterov",
+    ]
+    assert table.loc["β 0.9", "effective step 0.316"].endswith("(η 0.0316)")
+    assert "1 of 3 diverged" in table.loc["β 0.99", "effective step 1"]
+    text = momentum.sweep_text(made_up.momentum)
+    assert "η = step × (1−β)" in text and "β 0.99 at step 1 (1 of 3)" in text
+    figure = momentum.sweep_figure(made_up.momentum)
+    assert [ax.get_xscale() for ax in figure.axes] == ["log"] * 4
+    figure.savefig(BytesIO(), format="png")
 
 
-def test_tradeoffs_agree_with_the_primer_when_the_numbers_do(tmp_path):
-    results = results_from(tmp_path, runs_of(PRIMER_LIKE))
-    table = tradeoffs.tradeoffs_table(results)
-    speed = table[("Convergence speed", "agrees")]
-    memory = table[("Memory", "agrees")]
-    # bgd never gets there: slowest in all four. sgd is first in epochs, not in steps or seconds.
-    assert speed[("BGD (bgd)", "defaults")] == "yes"
-    assert speed[("SGD (sgd)", "defaults")] == "partly: epochs, final accuracy"
-    assert table.loc[("SGD (sgd)", "defaults"), ("Convergence speed", "steps to 97%")] == "100,000"
-    assert list(memory) == ["partly: peak"] * 3  # plain SGD keeps no state: all tie there
-    text = tradeoffs.gd_text(results)
-    assert "in epochs `sgd`: 2" in text and "Never reached 97% in 3 epochs, in any seed: `bgd`." in text
-
-
-def test_tradeoffs_verdicts_flip_when_the_numbers_flip(tmp_path):
-    flipped = {"bgd": PRIMER_LIKE["sgd"], "sgd": PRIMER_LIKE["bgd"], "mbgd": PRIMER_LIKE["mbgd"]}
-    table = tradeoffs.tradeoffs_table(results_from(tmp_path, runs_of(flipped)))
-    for row in ("BGD (bgd)", "SGD (sgd)"):  # bgd now gets there first, sgd never does
-        assert table.loc[(row, "defaults"), ("Convergence speed", "agrees")] == "no"
-
-
-@pytest.mark.parametrize(
-    ("claim", "value", "others", "expected"),
-    [
-        ("slow", 5, [1, 2], True),
-        ("slow", 1, [2, 5], False),
-        ("fast", float("inf"), [2, 3], False),  # never reached the target: slowest
-        ("slow", float("inf"), [float("inf"), 3], False),  # two never reached it: a tie
-        ("balanced", 2, [1, 5], True),
-        ("balanced", 2, [1], None),  # nothing to be between
-        ("high", 100, [98, 99], False),  # within 5%: a tie
-        ("low", None, [1, 2], None),
-    ],
-)
-def test_a_claim_agrees_only_with_a_clear_ranking(claim, value, others, expected):
-    assert tradeoffs.agrees(claim, value, others, tradeoffs.SAME, relative=True) is expected
-
-
-def test_sections_whose_variants_are_absent_say_so_in_one_line(tmp_path):
-    results = results_from(
-        tmp_path, runs_of({"adam": {"defaults": [0.96, 0.97]}, "rmsprop": {"defaults": [0.97, 0.96]}})
+def test_every_batch_size_shows_its_own_rate_budget_and_memory(made_up):
+    table = batch_sizes.batch_table(made_up.batch).data
+    assert list(table.index) == ["1", "8", "32", "256", "full"]
+    assert list(table["own learning rate"]) == ["0.01", "0.0316", "0.1", "0.316", "1 ⚠ the highest tried"]
+    assert list(table["epochs"]) == [3, 3, 3, 3, 100]
+    assert table.loc["full", "optimizer steps"] == "100"
+    assert (
+        table.loc["full", "peak memory: median [range] (repeats)"] == "200.0 MiB [199.0 MiB to 201.0 MiB] (3)"
     )
-    for text in (
-        tradeoffs.gd_text(results),
-        comparisons.momentum_text(results),
-        comparisons.schedule_text(results),
-        comparisons.adaptive_text(results),
-        findings.tuning_text(results),
-        comparisons.ranking_text(results),
-        sensitivity.learning_rate_text(results),
-        sensitivity.momentum_sweep_text(results),
-    ):
-        assert "\n" not in text
+    assert table.loc["1", "analytic size"] == "802.1 KiB"
+    text = batch_sizes.batch_text(made_up.batch, made_up.claims, 0.9)
+    assert "batch 1: 3 epochs = 30,000 steps" in text and "batch full: 100 epochs = 100 steps" in text
+    assert "batch 1 vs batch full, per step at 100 steps" in text  # the budget the claims used
+    assert "reaches 90%" in text
     for figure in (
-        figures.learning_curves(results, results.section("momentum")),
-        figures.sensitivity_figure(results),
-        figures.momentum_figure(results),
-        figures.momentum_curves_figure(results),
+        batch_sizes.curves_figure(made_up.batch_curves),
+        batch_sizes.tuning_figure(made_up.batch_tuning),
     ):
-        assert figure is None
-    assert tradeoffs.tradeoffs_table(results)[("Convergence speed", "agrees")].eq("—").all()
-    assert findings.diverged_text(results).startswith("No training run diverged")
-
-
-def test_every_figure_draws_with_all_variants_and_missing_values(tmp_path):
-    runs = [
-        Run(variant, protocol, seed, ramp(0.9 + i / 200 + seed / 1000))
-        for i, variant in enumerate(VARIANTS)
-        for protocol in ("defaults", "tuned")
-        for seed in range(2)
-    ]
-    runs[4] = Run("sgd", "defaults", 0, [0.9, 0.2], diverged_epoch=2)
-    trials = [
-        (variant, r, None if r == 1.0 else 0.9, r == 0.1) for variant in VARIANTS for r in (0.01, 0.1, 1.0)
-    ]
-    sweep = [
-        (m, n, s, ramp(0.95), 2 if m == 0.99 else None)
-        for m in (0.0, 0.9, 0.99)
-        for n in (False, True)
-        for s in (0, 1)
-        if m or not n
-    ]
-    results = results_from(tmp_path, runs, trials, sweep)
-    drawn = [
-        figures.learning_curves(results, results.variants),
-        figures.schedule_figure(results, results.section("schedule")),
-        figures.test_accuracy_figure(results),
-        figures.pairwise_figure(results),
-        figures.sensitivity_figure(results),
-        figures.momentum_figure(results),
-        figures.momentum_curves_figure(results),
-        figures.time_to_target_figure(results),
-        figures.memory_figure(results),
-        figures.per_class_figure(results),
-    ]
-    for figure in drawn:
         figure.savefig(BytesIO(), format="png")
-    assert "sgd (diverged: defaults 1/2; left out)" in [t.get_text() for t in drawn[0].legends[0].get_texts()]
+
+
+def test_landscapes_show_each_test_at_own_best_and_matched_step(made_up):
+    table = landscapes.share_table(made_up.landscapes).data
+    assert list(table.columns) == ["two_wells, reach", "two_wells, escape", "saddle, settle"]
     assert (
-        "- `sgd`, defaults (rate 0.01): 1 of 2 seeds (seed 0); the training loss"
-        in findings.diverged_text(results)
+        table.loc[("momentum", "own best rate"), "two_wells, escape"] == "50.0%, median 0.5 crossings (η 0.1)"
     )
-    summary = findings.summary_table(results)
-    assert summary.loc[("sgd", "defaults"), "diverged"] == "1/2 seeds (epoch 2)"
-    assert summary.loc[("bgd", "tuned"), "reached 97%"] == "0/2"
+    assert table.loc[("momentum", "plain SGD's effective step"), "two_wells, escape"].startswith("0.0%")
+    assert table.loc[("bgd (= sgd, mbgd)", "own best rate"), "saddle, settle"].startswith(
+        "75.0%, median 47 steps"
+    )
+    assert ("adam", "plain SGD's effective step") not in table.index
+    figure = landscapes.trajectories_figure(made_up.trajectories, made_up.landscapes)
+    assert len([ax for ax in figure.axes if ax.get_visible()]) == 3
+    figure.savefig(BytesIO(), format="png")
+
+
+def test_the_variant_tables_and_figures_read_compare_numbers(made_up):
+    summary = findings.summary_table(made_up)
+    assert list(summary.index.get_level_values("protocol")[:2]) == ["tuned", "at Keras' defaults"]
+    assert summary.loc[("sgd", "tuned"), "diverged runs"] == "1 of 10"
+    assert summary.loc[("sgd", "at Keras' defaults"), "unstable runs"] == "0 of 5"
     assert summary.loc[("bgd", "tuned"), "epochs to 97%"] == "not reached"
+    interval = made_up.interval("adam", "tuned", "test_accuracy")
+    assert summary.loc[("adam", "tuned"), "test accuracy"] == results.ci(interval)
+    variants = findings.variants_table(made_up).data
+    assert variants.loc["adagrad", "tuned rate"] == "3.16 ⚠ on the high edge"
+    assert "Evaluation seeds" in findings.setup_text(made_up) and "tuned: 10 (0, 1, 2" in findings.setup_text(
+        made_up
+    )
+    assert "`sgd`, tuned (rate 0.01): 1 of 10 seeds unstable (seed 3); 1 diverged" in findings.unstable_text(
+        made_up
+    )
+    assert findings.cost_table(made_up).loc[("adam", "tuned"), "optimizer state"] == "795.1 KiB"
+    for figure in (
+        figures.learning_curves(made_up),
+        figures.test_accuracy_figure(made_up),
+        figures.per_class_figure(made_up),
+    ):
+        figure.savefig(BytesIO(), format="png")
 
 
-def test_nothing_breaks_when_everything_that_can_be_missing_is(tmp_path):
-    nan = float("nan")
-    runs = [
-        *runs_of(
-            {"mbgd": {"defaults": [0.95, 0.96]}, "adam": {"defaults": [0.97, 0.975]}}
-        ),  # adam: no tuned runs
-        Run("mbgd", "tuned", 0, [0.5, 0.1], diverged_epoch=2, test=nan),  # every tuned seed diverged
-        Run("mbgd", "tuned", 1, [0.1], diverged_epoch=1, test=nan),
-    ]
-    trials = [("adam", r, None, False) for r in (0.01, 0.1)] + [
-        ("mbgd", 0.01, 0.9, True),
-        ("mbgd", 0.1, None, False),
-    ]
-    sweep = [(m, n, s, [nan] if m == 0.99 else ramp(0.95), 1 if m == 0.99 else None)
-             for m in (0.0, 0.99) for n in (False, True) for s in (0, 1) if m or not n]  # fmt: skip
+def test_sections_without_their_tables_say_so_in_one_line(tmp_path):
+    absent = dict.fromkeys(
+        [
+            "tuning_path",
+            "tuning_protocol_path",
+            "momentum_path",
+            "batch_summary_path",
+            "batch_tuning_path",
+            "batch_curves_path",
+            "landscapes_path",
+            "trajectories_path",
+        ]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning would be printed into the report
-        results = results_from(tmp_path, runs, trials, sweep)
+        tables = tables_of(tmp_path, **absent)
         texts = [
-            f(results)
-            for f in (
-                findings.setup_text, findings.tuning_text, findings.evidence_text, findings.summary_text,
-                findings.cost_text, findings.test_text, findings.diverged_text, comparisons.ranking_text,
-                comparisons.pairwise_text, comparisons.adaptive_text, tradeoffs.gd_text,
-                sensitivity.learning_rate_text, sensitivity.momentum_sweep_text,
-            )
-        ]  # fmt: skip
-        tables = [
-            f(results)
-            for f in (findings.variants_table, findings.summary_table, comparisons.ranking_table,
-                      tradeoffs.tradeoffs_table)
-        ] + [tradeoffs.epoch_cost_table(results, results.section("gd"))]  # fmt: skip
-        drawn = [
-            f(results)
-            for f in (
-                figures.test_accuracy_figure, figures.pairwise_figure, figures.sensitivity_figure,
-                figures.momentum_figure, figures.momentum_curves_figure, figures.time_to_target_figure,
-                figures.memory_figure, figures.per_class_figure,
-            )
-        ] + [figures.learning_curves(results, results.variants)]  # fmt: skip
-        for figure in drawn:
-            if figure is not None:
-                figure.savefig(BytesIO(), format="png")
-    assert all(texts) and all(t is not None for t in tables)
-    assert "- `adam`: every rate tried diverged (0.01 and up)." in texts[-2]
-    assert "- `mbgd`, tuned (rate 0.1): 2 of 2 seeds (seed 0, 1)" in texts[6]
-    assert "Fewer than two variants have a test accuracy under both protocols" in texts[7]
-    assert findings.summary_table(results).loc[("mbgd", "tuned"), "test accuracy"] == "—"
+            tuning.protocol_text(tables),
+            tuning.unstable_text(tables),
+            momentum.sweep_text(tables.momentum),
+            batch_sizes.batch_text(tables.batch, tables.claims, 0.9),
+            landscapes.landscapes_text(tables.landscapes),
+        ]
+        nothing = [
+            tuning.grid_table(tables),
+            tuning.early_progress_table(tables),
+            tuning.learning_rate_figure(tables),
+            momentum.sweep_table(tables.momentum),
+            momentum.sweep_figure(tables.momentum),
+            batch_sizes.batch_table(tables.batch),
+            batch_sizes.curves_figure(tables.batch_curves),
+            batch_sizes.tuning_figure(tables.batch_tuning),
+            landscapes.share_table(tables.landscapes),
+            landscapes.trajectories_figure(tables.trajectories, tables.landscapes),
+        ]
+    assert all(text and "\n" not in text for text in texts)
+    assert all(item is None for item in nothing)
+
+
+def test_a_variant_whose_every_run_diverged_still_reads(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would be printed into the report
+        tables = tables_of(tmp_path, failed=("adagrad",))
+        grid = tuning.grid_table(tables).data.loc["adagrad"]
+        summary = findings.summary_table(tables).loc[("adagrad", "tuned")]
+        texts = [tuning.protocol_text(tables), tuning.unstable_text(tables), findings.unstable_text(tables)]
+        items = [
+            tuning.early_progress_table(tables),
+            findings.cost_table(tables),
+            findings.variants_table(tables),
+            *verdicts.sections(tables.claims),
+        ]
+        for figure in (
+            tuning.learning_rate_figure(tables),
+            figures.learning_curves(tables),
+            figures.test_accuracy_figure(tables),
+            figures.per_class_figure(tables),
+        ):
+            figure.savefig(BytesIO(), format="png")
+    assert grid["coarse grid: rate → mean final val. accuracy"].count("diverged (2/2 seeds)") == 5
+    assert (grid["chosen rate"], grid["its mean val. accuracy"], grid["on the edge"]) == ("0.001", "—", "no")
+    assert (summary["diverged runs"], summary["final val. accuracy"]) == ("10 of 10", "—")
+    assert "`adagrad`, tuned (rate 0.001): 10 of 10 seeds unstable" in texts[2]
+    assert all(item is not None for item in items)
+
+
+def test_the_rule_is_stated_with_the_params_numbers():
+    margins = {"accuracy": 0.005, "share": 0.1, "steps": 0.2}
+    text = verdicts.rule_text({"confidence": 0.9, "margins": margins, "memory_factor": 2.0})
+    assert "each at α = 0.1/*k*, so the chance that any of them is wrong by chance is at most 0.1" in text
+    assert "±0.5 points of accuracy, ±10 points of a share of landscape starts, ±20% of" in text
+    assert "at least 2×" in text

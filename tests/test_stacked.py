@@ -4,6 +4,9 @@ Small learnable data (tests/fake_mnist.py's digits), 500 training images: a batc
 smaller batch of 20, as model.fit would.
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -13,6 +16,7 @@ import tensorflow as tf
 from ruamel.yaml import YAML
 
 from study import params, stacked
+from study.errors import StudyError
 from study.model import build_model
 from study.stacked import epoch_orders, measure_solo, train_group
 from study.variants import build_optimizer
@@ -24,13 +28,17 @@ WEIGHTS = 1e-5  # group vs. one at a time: the same program, only the number of 
 KERAS = 1e-4  # vs. a plain Keras model: the same math, summed in another order
 
 
+def splits_of(path):
+    arrays = np.load(path)
+    scale = lambda x: (x / 255).astype(np.float32)  # noqa: E731
+    return (scale(arrays["x_train"]), arrays["y_train"]), (scale(arrays["x_test"]), arrays["y_test"])
+
+
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "mnist.npz"
     make_fake_mnist(path, n_train=N_TRAIN, n_test=100, seed=3)
-    arrays = np.load(path)
-    scale = lambda x: (x / 255).astype(np.float32)  # noqa: E731
-    return (scale(arrays["x_train"]), arrays["y_train"]), (scale(arrays["x_test"]), arrays["y_test"])
+    return splits_of(path)
 
 
 def make_study(epochs: int, **variants) -> params.Study:
@@ -252,12 +260,20 @@ def test_more_runs_than_memory_allows_train_as_several_groups_with_the_same_resu
     assert [r.record["group_size"] for r in split] == [2, 2, 1]
 
 
-def test_the_member_count_follows_free_memory(monkeypatch):
-    monkeypatch.setattr(stacked.runtime, "free_memory_bytes", lambda: 1 << 30)
-    full, small = stacked.max_members(STUDY, "bgd"), stacked.max_members(STUDY, "sgd")
+def test_the_member_count_follows_the_params_not_the_machine(monkeypatch):
+    full, small = stacked.group_members(STUDY, "bgd"), stacked.group_members(STUDY, "sgd")
     assert 1 <= full < small  # the whole split's activations weigh on every member
-    monkeypatch.setattr(stacked.runtime, "free_memory_bytes", lambda: 1)
-    assert stacked.max_members(STUDY, "sgd") == 1  # never fewer than one: a run always trains
+    monkeypatch.setattr(stacked.runtime, "free_memory_bytes", lambda: 1 << 40)
+    assert stacked.group_members(STUDY, "bgd") == full  # a bigger machine groups the same runs the same way
+
+
+def test_a_group_the_device_cannot_hold_is_refused_before_training(splits, monkeypatch):
+    monkeypatch.setattr(stacked.runtime, "free_memory_bytes", lambda: 10 << 20)
+    with pytest.raises(StudyError) as error:
+        train_group(STUDY, "bgd", [0, 1, 2], *splits)
+    needed = 3 * stacked.member_bytes(STUDY, "bgd") / 1e9
+    assert str(error.value).startswith(f"bgd: a group of 3 runs needs about {needed:.1f} GB, but 0.0 GB")
+    assert "model.hidden_units" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_a_group_split_into_stacks_side_by_side_trains_as_one_stack(run, splits, monkeypatch):
@@ -272,7 +288,7 @@ def test_a_group_split_into_stacks_side_by_side_trains_as_one_stack(run, splits,
     assert_same_run(results[3][1], run("momentum", (1,))[0])
 
 
-def test_a_cpu_gets_a_stack_per_core_and_at_batch_1_stacks_that_fit_its_cache(monkeypatch):
+def test_a_cpu_gets_pinned_stacks_and_at_batch_1_stacks_that_fit_a_pinned_cache(monkeypatch):
     monkeypatch.setattr(stacked.runtime, "on_gpu", lambda: False)
     mib = 1 << 20
     member = stacked.step_bytes(STUDY, "sgd")  # ~0.4 MB: plain SGD keeps no copies of the weights
@@ -282,14 +298,75 @@ def test_a_cpu_gets_a_stack_per_core_and_at_batch_1_stacks_that_fit_its_cache(mo
     assert stacked.stack_sizes(STUDY, "sgd", 3, cores=4, cache=2 * mib) == [1, 1, 1]  # never empty
     assert stacked.stack_sizes(STUDY, "adam", 15, cores=2, cache=2 * mib) == [8, 7]  # batch 32: no split
     assert stacked.stack_sizes(STUDY, "sgd", 15, cores=2, cache=member // 2) == [15]  # outgrows the cache
+    # Pinned: what this machine has does not enter.
+    assert stacked.stack_sizes(STUDY, "sgd", 15) == [4, 4, 4, 3]
+    monkeypatch.setattr(stacked.runtime, "cpu_cores", lambda: 64)
+    assert stacked.stack_sizes(STUDY, "sgd", 15) == [4, 4, 4, 3]
     monkeypatch.setattr(stacked.runtime, "on_gpu", lambda: True)
     assert stacked.stack_sizes(STUDY, "sgd", 15, cores=2, cache=2 * mib) == [15]
 
 
-def test_the_level_2_cache_size_is_read_from_linux_or_assumed(tmp_path):
-    for index, level, size in [(0, "1", "48K"), (2, "2", "2048K"), (3, "3", "480M")]:
-        (tmp_path / f"index{index}").mkdir()
-        (tmp_path / f"index{index}" / "level").write_text(level + "\n")
-        (tmp_path / f"index{index}" / "size").write_text(size + "\n")
-    assert stacked.runtime.l2_cache_bytes(tmp_path) == 2 << 20
-    assert stacked.runtime.l2_cache_bytes(tmp_path / "missing") == 1 << 20
+CLOCKS = ("seconds", "train_seconds", "group_epoch_seconds")  # wall-clock time: the one thing that may differ
+
+
+def without_clocks(record: dict) -> dict:
+    record = {key: value for key, value in record.items() if key not in CLOCKS}
+    record["history"] = [{k: v for k, v in row.items() if k not in CLOCKS} for row in record["history"]]
+    return record
+
+
+MACHINES = {  # cores, level-2 cache per core, free memory
+    "small": (1, 256 << 10, 3 << 30),
+    "large": (16, 32 << 20, 1 << 40),
+}
+
+
+def test_two_machines_give_identical_records(splits, monkeypatch):
+    """The same params and seeds on a 1-core machine with a small cache and little memory, and on a
+    16-core one with a large cache and plenty: the same groups, the same stacks, the same numbers."""
+    study = make_study(epochs=2)
+    monkeypatch.setattr(stacked.runtime, "on_gpu", lambda: False)
+    records = {}
+    for machine, (cores, cache, free) in MACHINES.items():
+        monkeypatch.setattr(stacked.runtime, "cpu_cores", lambda cores=cores: cores)
+        # The study no longer reads a cache size (it once did, from /sys): were it to, this would be it.
+        monkeypatch.setattr(stacked.runtime, "l2_cache_bytes", lambda *_, cache=cache: cache, raising=False)
+        monkeypatch.setattr(stacked.runtime, "free_memory_bytes", lambda free=free: free)
+        records[machine] = {
+            variant: [without_clocks(r.record) for r in train_group(study, variant, [3, 1, 4, 5, 9], *splits)]
+            for variant in ("sgd", "adam")  # batch 1: split to fit a cache; batch 32: one stack per core
+        }
+    assert records["small"] == records["large"]  # every number equal, not merely close
+    assert records["small"]["sgd"][0]["stack_sizes"] == stacked.stack_sizes(study, "sgd", 5)
+
+
+AFFINITY_RUN = """
+import hashlib, json, os, sys
+os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: int(sys.argv[1])]))  # before TensorFlow
+sys.path.insert(0, sys.argv[2])
+from tests.test_stacked import make_study, splits_of, train_group, without_clocks
+study, (train, validation) = make_study(epochs=1), splits_of(sys.argv[3])
+records = {v: [without_clocks(r.record) for r in train_group(study, v, [3, 1, 4], train, validation)]
+           for v in ("sgd", "adam", "bgd")}
+print(hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to compare with one")
+def test_one_core_and_two_cores_give_identical_records(tmp_path):
+    """Real processes, not stand-ins: TensorFlow sizes its thread pools from the cores it may use, and
+    the group's stacks run on as many threads. None of that may change a number."""
+    path = tmp_path / "mnist.npz"
+    make_fake_mnist(path, n_train=N_TRAIN, n_test=100, seed=3)
+    digests = [
+        subprocess.run(
+            [sys.executable, "-c", AFFINITY_RUN, str(cores), str(ROOT), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        ).stdout.split()[-1]
+        for cores in (1, 2)
+    ]
+    assert digests[0] == digests[1]

@@ -5,7 +5,16 @@ import math
 import pytest
 from scipy import stats
 
-from study.statistics import describe, paired_difference
+from study.statistics import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NO_EFFECT,
+    SUPPORTED,
+    decide,
+    describe,
+    minimum_detectable_effect,
+    paired_difference,
+)
 
 
 def test_describe_matches_a_t_interval_done_by_hand():
@@ -56,3 +65,37 @@ def test_a_consistent_difference_is_outside_noise_and_a_mixed_one_is_within():
 def test_paired_difference_skips_seeds_missing_on_either_side():
     result = paired_difference([1.0, None, 3.0], [0.0, 1.0, None])
     assert result["n_seeds"] == 1 and result["mean"] == 1.0
+
+
+def test_decide_reads_the_interval_against_the_predicted_side():
+    lead = [0.010, 0.012, 0.011, 0.009, 0.010]
+    assert decide(lead, higher=True, margin=0.003, alpha=0.05)["outcome"] == SUPPORTED
+    assert decide(lead, higher=False, margin=0.003, alpha=0.05)["outcome"] == CONTRADICTED
+    assert decide([-x for x in lead], higher=False, margin=0.003, alpha=0.05)["outcome"] == SUPPORTED
+
+
+def test_decide_calls_a_tight_interval_inside_the_margin_no_detectable_effect():
+    tiny = [0.0004, -0.0003, 0.0001, 0.0, -0.0002, 0.0003]
+    result = decide(tiny, higher=True, margin=0.003, alpha=0.05)
+    assert result["outcome"] == NO_EFFECT
+    # TOST: each one-sided test at alpha, i.e. the 1 - 2 alpha interval, inside the margin.
+    half = stats.t.ppf(0.95, 5) * stats.sem(tiny)
+    assert result["tost_high"] == pytest.approx(sum(tiny) / 6 + half)
+
+
+def test_decide_calls_a_wide_interval_inconclusive():
+    wide = [0.01, -0.012, 0.004, -0.006]
+    result = decide(wide, higher=True, margin=0.003, alpha=0.05)
+    assert result["outcome"] == INCONCLUSIVE
+    assert result["mde"] > 0.003  # this test could not have seen an effect of the margin's size
+
+
+def test_decide_with_one_pair_decides_nothing():
+    assert decide([0.5], higher=True, margin=0.003, alpha=0.05)["outcome"] == INCONCLUSIVE
+
+
+def test_the_minimum_detectable_effect_shrinks_with_more_seeds():
+    assert minimum_detectable_effect(0.003, 10, 0.05) < minimum_detectable_effect(0.003, 5, 0.05)
+    # (t_{0.975,9} + t_{0.8,9}) x sd / sqrt(10), by hand
+    expected = (stats.t.ppf(0.975, 9) + stats.t.ppf(0.8, 9)) * 0.003 / math.sqrt(10)
+    assert minimum_detectable_effect(0.003, 10, 0.05) == pytest.approx(expected)

@@ -36,7 +36,7 @@ def test_a_diverging_run_stops_early_and_is_marked(workspace):
 
 def test_a_diverging_seed_does_not_stop_the_others(workspace):
     raw = get_params(workspace)
-    raw["train"]["seeds"] = [0, 1]
+    raw["train"].update(seeds=[0, 1], defaults_seeds=2)
     set_params(workspace, raw)
     finish(stage(workspace, "stages.train", "exploding"))
     assert record(workspace, "exploding", 0)["diverged"]
@@ -52,6 +52,17 @@ def test_both_protocols_train_at_their_own_learning_rates(workspace):
     tuned = record(workspace, "adam", protocol="tuned")
     assert tuned["settings"]["learning_rate"] == 0.003 and tuned["protocol"] == "tuned"
     assert tuned["history"][0]["learning_rate"] == pytest.approx(0.003)
+
+
+def test_the_defaults_protocol_trains_the_first_seeds_and_tuned_every_seed(workspace):
+    raw = get_params(workspace)
+    raw["train"].update(seeds=[3, 4], defaults_seeds=1)
+    set_params(workspace, raw)
+    finish(stage(workspace, "stages.train", "adam"))
+    assert sorted(p.name for p in (workspace / "runs" / "adam" / "defaults").iterdir()) == ["seed-3"]
+    assert sorted(p.name for p in (workspace / "runs" / "adam" / "tuned").iterdir()) == ["seed-3", "seed-4"]
+    finals = json.loads((workspace / "metrics" / "train" / "adam.json").read_text())
+    assert set(finals["defaults"]) == {"3"} and set(finals["tuned"]) == {"3", "4"}
 
 
 def test_training_without_tuning_says_which_stage_to_run(workspace):
@@ -86,11 +97,14 @@ def test_an_interrupted_training_leaves_nothing_half_written(workspace, signum):
     raw["train"]["epochs"] = 500  # long enough to be interrupted mid-way
     set_params(workspace, raw)
     process = stage(workspace, "stages.train", "adam")
-    staging = workspace / "runs" / ".adam.tmp" / "defaults" / "seed-0" / "plots"
+
+    def staging():  # the stage's temporary folder: its name is unique to the process
+        return next(iter((workspace / "runs").glob(".adam.*.tmp/defaults/seed-0/plots")), None)
+
     deadline = time.monotonic() + 120
-    while not staging.exists() and process.poll() is None and time.monotonic() < deadline:
+    while staging() is None and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert staging.exists(), "training never started"
+    assert staging() is not None, "training never started"
     time.sleep(1.0)
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)

@@ -35,10 +35,10 @@ def make_workspace(folder: Path, seeds=(0,), epochs: int = 2) -> Path:
     raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
     raw["data"]["expected"] = expected
     raw["prepare"]["validation_size"] = 400
-    raw["train"].update(epochs=epochs, seeds=list(seeds))
-    raw["tune"].update(points=3, epochs=1)
-    raw["momentum_sweep"]["momenta"] = [0.0, 0.9]
-    raw["batch_sweep"]["batch_sizes"] = [1, 32, "full"]
+    raw["train"].update(epochs=epochs, seeds=list(seeds), defaults_seeds=len(seeds))
+    raw["tune"].update(points=3, refine=1, epochs=1)
+    raw["momentum_sweep"].update(momenta=[0.0, 0.9], effective_steps=[0.1, 0.316], seeds=min(2, len(seeds)))
+    raw["batch_sweep"].update(batch_sizes=[1, 32, "full"], train_size=None, seeds=min(2, len(seeds)))
     raw["landscapes"].update(functions=["two_wells", "saddle"], starts=8, steps=100, trajectories=1)
     raw["variants"] = {"adam": raw["variants"]["adam"], "exploding": EXPLODING}
     set_params(folder, raw)
