@@ -13,11 +13,11 @@ BIN := $(VENV)/bin
 # The stages run `python -m stages.<name>`: the virtualenv's python must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-# 10,000 training images, 2 epochs, 2 seeds, 4 variants (the primer's three and momentum), 5 learning
-# rates per tuning grid, 3 momenta, 3 batch sizes, 2 landscapes of 50 starts: every stage and every
-# section of the report. `~variants.<name>` removes a variant for this experiment only.
+# 10,000 training images, 2 epochs, 2 seeds, 4 variants (mbgd, momentum, adam, rmsprop), 5 coarse
+# learning rates per tuning grid (7 with the refinement), 3 momenta x 3 effective steps, 3 batch sizes
+# on 2,000 images, 2 landscapes of 50 starts: every stage and every section of the report. `~variants.<name>` removes a variant for this experiment only.
 QUICK := -S prepare.train_size=10000 -S train.epochs=2 -S 'train.seeds=[0,1]' -S train.defaults_seeds=2 \
-	-S tune.points=5 -S momentum_sweep.seeds=2 -S batch_sweep.seeds=2 \
+	-S tune.points=5 -S momentum_sweep.seeds=2 -S batch_sweep.seeds=2 -S batch_sweep.train_size=2000 \
 	-S '~variants.bgd' -S '~variants.sgd' -S '~variants.nesterov' -S '~variants.adagrad' \
 	-S '~variants.mbgd_exponential' -S '~variants.mbgd_cosine' \
 	-S 'momentum_sweep.momenta=[0.0,0.9,0.99]' -S 'batch_sweep.batch_sizes=[1,32,full]' \

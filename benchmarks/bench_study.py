@@ -48,6 +48,10 @@ def main() -> None:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the stages' python, dvc
         if args.here:
             repo, command = ROOT, ["dvc", "repro", "-f"]
+            # From scratch means every tuning trial too: an Optuna database left by an earlier run would
+            # let the searches resume and train nothing.
+            for database in ROOT.glob("tuning/*/optuna.db*"):
+                database.unlink()
         else:
             repo, command = Path(folder) / "study", ["dvc", "repro"]
             repo.mkdir()

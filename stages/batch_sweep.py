@@ -2,10 +2,10 @@
 
 Batch size and learning rate go together (Goyal et al. 2017; Shallue et al. 2019): at one rate for all,
 a sweep over sizes is partly a sweep over rates. So each size in params.yaml's `batch_sweep` first
-tunes its own rate with the same budget as every other size (tune's coarse grid over
-`batch_sweep.search`, then its fine grid around the best, every rate from every tuning seed, scored on
-validation only at the size's own horizon), then trains at that rate from the first `batch_sweep.seeds`
-of train.seeds.
+tunes its own rate with the same small budget as every other size (tune's coarse grid over
+`batch_sweep.search`, then its fine grid around the best, every rate from the first
+`batch_sweep.tuning_seeds` tuning seeds, scored on validation only at the size's own horizon), then
+trains at that rate from the first `batch_sweep.seeds` of train.seeds.
 
 The sweep trains on the first `batch_sweep.train_size` training images, so that full-batch descent can
 take `full_batch_steps` steps (one per epoch); the other sizes train train.epochs epochs. Validation is
@@ -67,7 +67,10 @@ def at_horizon(sweep: Study, name: str) -> Study:
     return sweep.model_copy(
         update={
             "train": sweep.train.model_copy(update={"epochs": epochs}),
-            "tune": sweep.tune.model_copy(update={"epochs": None}),  # tune at the size's own horizon
+            # tune at the size's own horizon, on the sweep's share of the tuning seeds
+            "tune": sweep.tune.model_copy(
+                update={"epochs": None, "seeds": sweep.tune.seeds[: sweep.batch_sweep.tuning_seeds]}
+            ),
         }
     )
 
@@ -173,11 +176,11 @@ def main() -> None:
     seeds = study.train.seeds[: settings.seeds]
     sized = {name: at_horizon(sweep, name) for name in sweep.variants}
 
-    trials = (study.tune.points + 2 * study.tune.refine) * len(study.tune.seeds)
+    trials = (study.tune.points + 2 * study.tune.refine) * study.batch_sweep.tuning_seeds
     total = sum(s.train.epochs * (trials + len(seeds)) for s in sized.values())
     tuned, clock = {}, {name: {} for name in sized}
     with tqdm(total=total, desc=f"batch-size sweep ({len(sized)} sizes)", unit="epoch") as progress:
-        advance = lambda _, rows: progress.update(len(rows))  # noqa: E731
+        advance = lambda _, rows, __: progress.update(len(rows))  # noqa: E731
         # Every memory measurement in its own fresh process (max_tasks_per_child=1), while the sizes tune.
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(MEMORY_PROCESSES, mp_context=spawn, max_tasks_per_child=1) as pool:

@@ -2,21 +2,20 @@
 
 Writes metrics/eval/<variant>.json (per protocol: test loss and accuracy, per class, per seed and
 their mean) and plots/confusion/<variant>.csv (true and predicted digit of every test image under
-the tuned protocol, every seed, for DVC's confusion plot).
+the tuned protocol, every seed, for DVC's confusion plot). The models are scored in NumPy
+(study/scoring.py), as Keras scores them: importing TensorFlow would cost more than the scoring.
 """
 
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
-from study import data, params
+from study import data, params, scoring
 from study.atomic import atomic_file, write_json
 from study.errors import StudyError, run_stage
-from study.model import CLASSES
-from study.params import PROTOCOLS
+from study.params import CLASSES, PROTOCOLS
 
 
 def main() -> None:
@@ -31,12 +30,12 @@ def main() -> None:
     for protocol in PROTOCOLS:
         seeds = {}
         for seed in study.train.protocol_seeds(protocol):
-            model = load_model(Path(f"models/{name}/{protocol}/seed-{seed}.keras"), name)
-            probabilities = model.predict(x, batch_size=2048, verbose=0)
+            network = read_network(Path(f"models/{name}/{protocol}/seed-{seed}.keras"), name)
+            probabilities = scoring.predict(network, x)
             predicted = probabilities.argmax(axis=1)
             seeds[str(seed)] = {
                 "test_accuracy": float(np.mean(predicted == y)),
-                "test_loss": finite_or_none(keras.losses.sparse_categorical_crossentropy(y, probabilities)),
+                "test_loss": finite_or_none(scoring.cross_entropy(y, probabilities)),
                 "per_class_accuracy": per_class_accuracy(y, predicted),
             }
             if protocol == "tuned":
@@ -48,12 +47,12 @@ def main() -> None:
         pd.concat(predictions).to_csv(tmp, index=False)
 
 
-def load_model(path: Path, variant: str) -> keras.Model:
+def read_network(path: Path, variant: str) -> list[scoring.Dense]:
     if not path.exists():
         raise StudyError(f"{path} is missing: run `dvc repro train@{variant}` first")
     try:
-        return keras.saving.load_model(path)
-    except (ValueError, OSError) as error:
+        return scoring.read_network(path)
+    except (scoring.UnreadableModel, OSError) as error:
         reason = " ".join(str(error).split())[:200]
         raise StudyError(
             f"{path} is not a readable Keras model ({reason}): run `dvc repro -f train@{variant}`"
@@ -84,8 +83,8 @@ def mean_over_seeds(seeds: dict) -> dict:
     }
 
 
-def finite_or_none(losses) -> float | None:
-    value = float(np.mean(keras.ops.convert_to_numpy(losses)))
+def finite_or_none(losses: np.ndarray) -> float | None:
+    value = float(np.mean(losses))
     return value if np.isfinite(value) else None
 
 

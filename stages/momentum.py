@@ -33,7 +33,9 @@ def main() -> None:
         tqdm(total=total, desc=f"momentum sweep ({cells} settings)", unit="epoch") as progress,
         atomic_dir("sweeps/momentum") as out,
     ):
-        records = train_sweep(study, train, validation, on_epoch=lambda _, rows: progress.update(len(rows)))
+        records = train_sweep(
+            study, train, validation, on_epoch=lambda _, rows, __: progress.update(len(rows))
+        )
         for record in records:
             write_json(out / record["setting"] / f"seed-{record['seed']}" / "record.json", record)
         # Inside the block: the records are put in place only once both tables are complete.

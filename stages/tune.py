@@ -56,7 +56,7 @@ def main() -> None:
     desc = f"tune {name} ({rates} rates x {len(tune.seeds)} seeds)"
     with tqdm(total=total, desc=desc, unit="epoch") as progress:
         rows = search(
-            study, name, url, train, validation, on_epoch=lambda _, runs: progress.update(len(runs))
+            study, name, url, train, validation, on_epoch=lambda _, runs, __: progress.update(len(runs))
         )
         progress.update(progress.total - progress.n)  # rates told by an earlier, interrupted search
     chosen = choose(rows)

@@ -51,6 +51,13 @@ def _finite(value: float) -> float:
 
 
 # Rates are computed in float32 (at most 3.4e38): a bound well inside it keeps every grid finite.
+def _rate_range(search: list[float]) -> list[float]:
+    """A search range of learning rates: [low, high], both finite, low below high."""
+    if not search[0] < search[1] or not all(map(math.isfinite, search)):
+        raise ValueError("must be [low, high] with 0 < low < high")
+    return search
+
+
 LearningRate = Annotated[float, Field(gt=0, le=1e30)]
 # A seed goes to numpy.random.default_rng and keras.utils.set_random_seed, which take 0 .. 2**32 - 1.
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
@@ -144,12 +151,7 @@ class VariantBase(Strict):
 
     _finite_lr = field_validator("learning_rate")(_finite)
 
-    @field_validator("search")
-    @classmethod
-    def _increasing(cls, search: list[float]) -> list[float]:
-        if not search[0] < search[1] or not all(map(math.isfinite, search)):
-            raise ValueError("must be [low, high] with 0 < low < high")
-        return search
+    _increasing = field_validator("search")(_rate_range)
 
 
 class SGDVariant(VariantBase):
@@ -231,17 +233,13 @@ class BatchSweep(Strict):
     train_size: PositiveInt | None = None
     full_batch_steps: Annotated[int, Field(ge=100, le=100_000)]
     search: Annotated[list[LearningRate], Field(min_length=2, max_length=2)]
+    tuning_seeds: PositiveInt
     seeds: PositiveInt
     memory_repeats: Annotated[int, Field(ge=3, le=20)]
     target_accuracy: Annotated[float, Field(gt=0, le=1)]
     points_per_decade: Annotated[int, Field(ge=1, le=10)]
 
-    @field_validator("search")
-    @classmethod
-    def _increasing(cls, search: list[float]) -> list[float]:
-        if not search[0] < search[1] or not all(map(math.isfinite, search)):
-            raise ValueError("must be [low, high] with 0 < low < high")
-        return search
+    _increasing = field_validator("search")(_rate_range)
 
     @field_validator("batch_sizes")
     @classmethod
@@ -353,6 +351,12 @@ class Study(Strict):
                 raise _KeyError(
                     key, wanted, f"must be at most the number of train.seeds ({len(self.train.seeds)})"
                 )
+        if self.batch_sweep.tuning_seeds > len(self.tune.seeds):
+            raise _KeyError(
+                "batch_sweep.tuning_seeds",
+                self.batch_sweep.tuning_seeds,
+                f"must be at most the number of tune.seeds ({len(self.tune.seeds)})",
+            )
         if self.momentum_sweep.batch_size > self.n_train:
             raise _KeyError(
                 "momentum_sweep.batch_size",

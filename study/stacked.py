@@ -118,7 +118,7 @@ def train_group(
     train,
     validation,
     learning_rates: list[float] | None = None,
-    on_epoch: Callable[[int, list[dict | None]], None] | None = None,
+    on_epoch: Callable[[int, list[dict | None], int], None] | None = None,
     seconds_per_step: float | None = None,
     checkpoints: Sequence[int] = (),
     members_per_group: int | None = None,
@@ -126,8 +126,10 @@ def train_group(
     """Train one run of `variant_name` per seed, as one stacked program; return them in the seeds' order.
 
     `learning_rates`: one per seed (a seed may repeat with another rate); the variant's own when None.
-    `on_epoch(epoch, rows)`: called after every epoch with each member's history row, None for a member
-    that diverged in an earlier epoch (a progress bar over runs x epochs advances by len(rows)).
+    `on_epoch(epoch, rows, first)`: called after every epoch of every group with each of its members'
+    history rows, None for a member that diverged in an earlier epoch; `first` is the index (among
+    `seeds`) of the group's first member, as runs that train as several groups report group by group
+    (a progress bar over runs x epochs advances by len(rows)).
     `seconds_per_step`: what a step costs one run alone (`measure_solo`); history's seconds are then
     steps x that, one run's honest time. Without it they are the group's wall-clock training time.
     `checkpoints`: optimizer steps (counted from the start of the run) after which validation is also
@@ -149,11 +151,15 @@ def train_group(
             train,
             validation,
             rates,
-            on_epoch,
+            None if on_epoch is None else functools.partial(_part_epoch, on_epoch, first),
             seconds_per_step,
             checkpoints,
         )
     return results
+
+
+def _part_epoch(on_epoch, first: int, epoch: int, rows: list[dict | None]) -> None:
+    on_epoch(epoch, rows, first)
 
 
 def member_bytes(study: Study, variant_name: str) -> int:

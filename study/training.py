@@ -30,8 +30,8 @@ def train_variant(
     total = len(seeds) * study.train.epochs
     with tqdm(total=total, desc=f"train {variant_name} ({len(seeds)} runs)", unit="epoch") as progress:
 
-        def on_epoch(epoch: int, rows: list[dict | None]) -> None:
-            for live, row in zip(lives, rows, strict=True):
+        def on_epoch(epoch: int, rows: list[dict | None], first: int) -> None:
+            for live, row in zip(lives[first : first + len(rows)], rows, strict=True):
                 if row is not None:
                     log_epoch(live, row)
             progress.update(len(rows))

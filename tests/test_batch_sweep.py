@@ -26,6 +26,7 @@ def sweep(tmp_path_factory):
         train_size=TRAIN_SIZE,
         full_batch_steps=100,  # the schema's least: 100 steps of 200 images
         search=[0.01, 1.0],
+        tuning_seeds=1,  # the sweep's small budget: the first tuning seed only
         seeds=SWEEP_SEEDS,
         memory_repeats=3,
     )
@@ -42,10 +43,9 @@ def test_every_size_is_tuned_with_the_same_trials_on_tuning_seeds_only(sweep):
     tuning = table(sweep, "metrics/batch_tuning.csv")
     assert set(tuning["batch_label"]) == {"8", "full"}
     for _, trials in tuning.groupby("batch_label"):
-        assert len(trials) == (3 + 2) * len(TUNE_SEEDS)  # coarse grid, then one rate each side of its best
-        assert (trials["stage"] == "coarse").sum() == 3 * len(TUNE_SEEDS)
-        assert sorted(set(trials["seed"])) == TUNE_SEEDS
-        assert trials.groupby("learning_rate")["seed"].apply(sorted).map(TUNE_SEEDS.__eq__).all()
+        assert len(trials) == 3 + 2  # coarse grid, then one rate each side of its best, on one seed
+        assert (trials["stage"] == "coarse").sum() == 3
+        assert sorted(set(trials["seed"])) == TUNE_SEEDS[:1]
     runs = table(sweep, "metrics/batch_size.csv")
     assert sorted(set(runs["seed"])) == EVALUATION_SEEDS[:SWEEP_SEEDS]  # tuning seeds never evaluate
 

@@ -201,34 +201,42 @@ def test_a_run_at_chance_counts_as_unstable():
 
 
 def tuning_grid(unstable_high: bool) -> pd.DataFrame:
+    """Three variants' coarse grids: accuracy rises with the rate up to the 4th of 5, then falls; the
+    lowest rate learns slowly (its loss falls), the highest fails at chance when `unstable_high`."""
     rows = []
-    for variant in ("plain", "adaptive", "heavy"):
+    for k, variant in enumerate(("plain", "adaptive", "heavy")):
         for i, rate in enumerate((1e-4, 1e-3, 1e-2, 1e-1, 1.0)):
             for seed in (100, 101):
                 high = i == 4 and unstable_high
-                rows.append(
-                    {
-                        "variant": variant,
-                        "stage": "coarse",
-                        "learning_rate": rate,
-                        "seed": seed,
-                        "val_accuracy_epoch1": 0.1 if high else 0.5 + 0.1 * i + 0.01 * seed % 2,
-                        "val_accuracy": 0.1 if high else 0.8 + 0.03 * i,
-                        "unstable": high,
-                    }
-                )
+                final = 0.1 if high else (0.8 + 0.04 * i if i < 4 else 0.85) + 0.002 * k + 0.001 * (seed % 2)
+                rows.append({"variant": variant, "stage": "coarse", "learning_rate": rate, "seed": seed,
+                             "val_accuracy_epoch1": 0.1 if high else final - 0.1, "val_accuracy": final,
+                             "loss_epoch1": 2.3 if high else 1.0, "loss": 2.31 if high else 0.5,
+                             "diverged": False, "unstable": high})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def test_the_learning_rate_claim_counts_a_run_at_chance_as_overshooting():
     found = claims.evaluate(evidence(tuning=tuning_grid(unstable_high=True)), RULES)
     tests = {t["test"]: t["outcome"] for t in by_id(found, "learning_rate")["tests"]}
-    assert tests["the highest rate overshoots in some variant"] == SUPPORTED
+    assert tests["the highest rate is unstable in some variant"] == SUPPORTED
     assert tests["the lowest rate is stable in every variant"] == SUPPORTED
-    assert tests["highest stable rate vs lowest rate, across variants"] == SUPPORTED
+    assert tests["fast: the best rate vs the lowest rate, early progress"] == SUPPORTED
+    assert tests["slow: the lowest rate vs the best rate, at the end"] == SUPPORTED
+    assert tests["overshoot: the highest rate vs the best rate, at the end"] == SUPPORTED
     found = claims.evaluate(evidence(tuning=tuning_grid(unstable_high=False)), RULES)
     tests = {t["test"]: t["outcome"] for t in by_id(found, "learning_rate")["tests"]}
-    assert tests["the highest rate overshoots in some variant"] == CONTRADICTED
+    assert tests["the highest rate is unstable in some variant"] == CONTRADICTED
+
+
+def test_a_low_rate_whose_loss_rises_is_not_stable():
+    grid = tuning_grid(unstable_high=True)
+    lowest = grid["learning_rate"] == 1e-4
+    grid.loc[lowest & (grid["variant"] == "heavy"), "loss"] = 1.5  # above its first epoch's 1.0
+    found = claims.evaluate(evidence(tuning=grid), RULES)
+    tests = {t["test"]: t for t in by_id(found, "learning_rate")["tests"]}
+    assert tests["the lowest rate is stable in every variant"]["outcome"] == CONTRADICTED
+    assert tests["the lowest rate is stable in every variant"]["count"] == 2
 
 
 def test_memory_repeats_decide_only_beyond_their_range():

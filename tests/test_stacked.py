@@ -181,7 +181,7 @@ def test_a_diverging_member_is_marked_and_does_not_change_the_others(splits, run
         [1, 2, 3],
         *splits,
         learning_rates=[0.01, EXPLODING, 0.02],
-        on_epoch=lambda epoch, rows: rows_per_epoch.append((epoch, rows)),
+        on_epoch=lambda epoch, rows, _: rows_per_epoch.append((epoch, rows)),
     )
     diverged = group[1].record
     _, keras_losses = keras_reference(STUDY, "momentum", 2, splits[0], epochs=1, learning_rate=EXPLODING)
@@ -370,3 +370,17 @@ def test_one_core_and_two_cores_give_identical_records(tmp_path):
         for cores in (1, 2)
     ]
     assert digests[0] == digests[1]
+
+
+def test_runs_that_train_as_several_groups_report_each_groups_first_member(splits):
+    calls = []
+    results = train_group(
+        STUDY,
+        "momentum",
+        [1, 2, 3],
+        *splits,
+        on_epoch=lambda epoch, rows, first: calls.append((epoch, len(rows), first)),
+        members_per_group=2,
+    )
+    assert calls == [(e, 2, 0) for e in range(1, EPOCHS + 1)] + [(e, 1, 2) for e in range(1, EPOCHS + 1)]
+    assert [r.seed for r in results] == [1, 2, 3]
