@@ -39,7 +39,7 @@ from study.errors import StudyError, run_stage
 from study.model import CLASSES
 from study.params import SGDVariant, Study
 from study.stacked import IMAGE_PIXELS, measure_solo, slots, train_group
-from study.tuning import choose, grid, mean_scores, refine_grid, score_rates
+from study.tuning import choose, coarse_then_fine, mean_scores, score_rates
 
 MEMORY_PROCESSES = 2  # fresh processes at once: each spends ~3.5 s importing TensorFlow, mostly on one core
 
@@ -90,21 +90,17 @@ def tune(sized: Study, name: str, train, validation, on_epoch) -> dict:
             {"stage": stage} | row for row in score_rates(sized, name, rates, train, validation, on_epoch)
         ]
 
-    coarse = grid(low, high, sized.tune.points)
-    trials = scored(coarse, "coarse")
-    best = choose(trials)
-    if best is None:
+    trials = coarse_then_fine(sized.tune, low, high, scored)
+    chosen = choose(trials)
+    if chosen is None:
         raise StudyError(
             f"batch_sweep.search = {[low, high]}: every rate diverged at batch size "
             f"{sized.variants[name].batch_size}; lower the range"
         )
-    fine = refine_grid(best["learning_rate"], sized.tune.refine, sized.tune.refine_step, coarse)
-    if fine:  # none when tune.refine is 0
-        trials += scored(fine, "fine")
     means = mean_scores(trials)
     return {
         "epochs": sized.tune_epochs,
-        "chosen": choose(trials),
+        "chosen": chosen,
         "trials": [row | {"mean_val_accuracy": means[row["learning_rate"]]} for row in trials],
     }
 

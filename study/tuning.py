@@ -146,11 +146,21 @@ def search(study: Study, variant_name: str, storage_url, train, validation, on_e
         sampler=optuna.samplers.RandomSampler(seed=0),  # never asked: every trial's rate is enqueued
     )
     _fail_abandoned(record)
-    coarse = grid(low, high, study.tune.points)
-    rows = _score_untold(record, study, variant_name, "coarse", coarse, train, validation, on_epoch)
-    fine = refine_grid(_centre(rows), study.tune.refine, study.tune.refine_step, tried=coarse)
-    rows += _score_untold(record, study, variant_name, "fine", fine, train, validation, on_epoch)
-    return rows
+
+    def score(rates: list[float], stage: str) -> list[dict]:
+        return _score_untold(record, study, variant_name, stage, rates, train, validation, on_epoch)
+
+    return coarse_then_fine(study.tune, low, high, score)
+
+
+def coarse_then_fine(tune, low: float, high: float, score) -> list[dict]:
+    """The grid rule every search follows (tune's points, refine and refine_step): the coarse grid over
+    [low, high], then the fine grid around its best. `score(rates, stage)` trains or recalls the rates
+    and returns one row per (rate, seed); the rows of both grids come back, coarse first."""
+    coarse = grid(low, high, tune.points)
+    rows = score(coarse, "coarse")
+    fine = refine_grid(_centre(rows), tune.refine, tune.refine_step, tried=coarse)
+    return rows + (score(fine, "fine") if fine else [])
 
 
 def _centre(coarse_rows: list[dict]) -> float:
