@@ -3,7 +3,8 @@
 #                since the committed results, and what follows it (`dvc repro --allow-missing`)
 #   make test    creates .venv with the test dependencies if needed, then lints and runs the tests
 # On a machine with an NVIDIA GPU: `make study REQUIREMENTS=requirements-gpu.txt`.
-# `make quick`: the same pipeline on a small preset (QUICK below), as a DVC experiment, to try things out.
+# `make quick`: the same pipeline on a small preset (QUICK below), in a scratch copy (.quick/), to try
+#                things out: the committed results stay as they are; the report is .quick/reports/study.html.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -34,8 +35,51 @@ study: $(VENV)/.study-installed
 	dvc repro prepare
 	dvc repro --allow-missing
 
+# `make quick` runs in a scratch copy, so that its small results never land on the committed ones.
+# The copy is the workspace as it stands, committed or not (every file git tracks or would track, edits
+# included), without what the stages write (DVC lists it) nor dvc.lock: every stage runs afresh there.
+# In it, a git repository with one commit (DVC's experiments and DVCLive want one), then the QUICK
+# overrides on top of the workspace's params.yaml through `dvc exp run -S`. MNIST comes from
+# MNIST_MIRROR when set (a relative path is taken from here), else from this workspace's verified
+# data/raw/mnist.npz when there is one, else from params.yaml's sources. Each `make quick` starts a
+# fresh copy; `make clean` removes it.
+QUICK_DIR := .quick
+
+define QUICK_COPY
+import os, shutil, subprocess, sys
+from pathlib import Path
+from dvc.repo import Repo
+
+target = Path(sys.argv[1])
+try:
+    with Repo() as repo:
+        outputs = {Path(str(out.def_path)) for stage in repo.index.stages for out in stage.outs}
+except Exception as error:  # a dvc.yaml or params.yaml DVC cannot read: one line, as `dvc repro` would say
+    sys.exit(f"make quick: DVC cannot list this project's stages: {error}")
+listed = subprocess.run(
+    ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], capture_output=True, check=True
+).stdout
+for name in filter(None, os.fsdecode(listed).split("\0")):
+    path = Path(name)
+    if name == "dvc.lock" or not path.is_file() or {path, *path.parents} & outputs:
+        continue
+    (target / path).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, target / path)
+endef
+export QUICK_COPY
+
 quick: $(VENV)/.study-installed
-	dvc exp run $(QUICK)
+	rm -rf $(QUICK_DIR)
+	@echo "make quick: copying the workspace to $(QUICK_DIR)/ (without its results)"
+	@python -c "$$QUICK_COPY" $(QUICK_DIR)
+	@cd $(QUICK_DIR) && git -c init.defaultBranch=quick init -q && git add -A \
+		&& git -c user.name=quick -c user.email=quick@localhost -c commit.gpgsign=false \
+			commit -q --no-verify -m "make quick: the workspace"
+	@mirror="$${MNIST_MIRROR:-}"; \
+	case "$$mirror" in ""|*://*|/*|"~"*) ;; *) mirror="$(CURDIR)/$$mirror" ;; esac; \
+	if [ -z "$$mirror" ] && [ -f data/raw/mnist.npz ]; then mirror="$(CURDIR)/data/raw/mnist.npz"; fi; \
+	cd $(QUICK_DIR) && MNIST_MIRROR="$$mirror" dvc exp run $(QUICK)
+	@echo "make quick: the report is $(QUICK_DIR)/reports/study.html; the committed results are untouched"
 
 test: $(VENV)/.dev-installed
 	ruff check .
@@ -57,4 +101,4 @@ $(VENV)/.dev-installed: requirements-dev.txt requirements.txt
 	touch $@
 
 clean:
-	rm -rf dvc_plots .pytest_cache .ruff_cache
+	rm -rf dvc_plots .pytest_cache .ruff_cache $(QUICK_DIR)

@@ -6,7 +6,10 @@
 Three comparisons, each on the same data (the prepared training split, or its first images) and epochs:
 - batch 1 (variant `sgd`): one run by plain fit, one by compiled fit, a group of 15 by the stacked
   trainer, whose cost per run is the group's time / 15;
-- batch 32 (variant `mbgd`): the same, with a group of 5;
+- batch 32 (variant `mbgd`): the same, with a group of 10 (as the tuned protocol's 10 evaluation seeds);
+- the tuning grid of one variant (`mbgd`): every rate of its coarse and fine grids on every tuning seed,
+  as the tune stage trains them (each grid one stacked group: `study.tuning.score_rates`), against the
+  same (rate, seed) runs one by one with compiled fit;
 - the five-seed study: every variant in params.yaml x 5 seeds, one by one with compiled fit (compiled
   as study/training.py compiles it), against one stacked group per variant plus the short solo timing
   run (`measure_solo`) the train stage makes for each variant's honest seconds. Plain fit is left out
@@ -38,9 +41,10 @@ from study import data, params  # noqa: E402
 from study.model import build_model  # noqa: E402
 from study.runtime import PeakMemory  # noqa: E402
 from study.stacked import measure_solo, train_group  # noqa: E402
+from study.tuning import coarse_then_fine, score_rates  # noqa: E402
 from study.variants import build_optimizer  # noqa: E402
 
-TARGETS = {"batch_1": 10.0, "batch_32": 2.0, "study": 3.0}  # x compiled fit, from the issue
+TARGETS = {"batch_1": 16.0, "batch_32": 4.0, "tuning_grid": 4.0, "study": 5.0}  # x compiled fit
 VALIDATION_BATCH = 1000
 STEPS_PER_EXECUTION = 256  # compiled fit: optimizer steps per call into the compiled program
 SEEDS = [0, 1, 2, 3, 4]
@@ -72,12 +76,14 @@ def main() -> None:
         "n_train": len(train[1]),
         "n_validation": len(validation[1]),
         "batch_1": compare_single(study, "sgd", 15, batch_1_epochs, train, validation),
-        "batch_32": compare_single(study, "mbgd", 5, epochs, train, validation),
+        "batch_32": compare_single(study, "mbgd", 10, epochs, train, validation),
+        "tuning_grid": compare_tuning_grid(study, "mbgd", train, validation),
         "study": compare_study(study, train, validation),
     }
     results["speedups"] = {
         "batch_1": results["batch_1"]["speedup_vs_compiled_fit"],
         "batch_32": results["batch_32"]["speedup_vs_compiled_fit"],
+        "tuning_grid": results["tuning_grid"]["speedup_vs_compiled_fit"],
         "study": results["study"]["speedup_vs_compiled_fit"],
     }
     results["targets"] = TARGETS
@@ -111,6 +117,42 @@ def compare_single(study, variant: str, members: int, epochs: int, train, valida
         "speedup_vs_plain_fit": plain["seconds"] / per_run,
         "speedup_vs_compiled_fit": compiled["seconds"] / per_run,
         "steady_speedup_vs_compiled_fit": compiled["steady"] / (stacked["steady"] / members),
+    }
+
+
+def compare_tuning_grid(study, variant: str, train, validation) -> dict:
+    """The tune stage's search for `variant` (coarse grid, then fine grid around its best; every rate on
+    every tuning seed, at the tuning horizon), stacked as the stage trains it, then the same runs one by
+    one with compiled fit."""
+    budget = with_epochs(study, study.tune_epochs)
+    low, high = study.variant(variant).search
+    start = time.perf_counter()
+    rows = coarse_then_fine(
+        study.tune, low, high, lambda rates, _: score_rates(study, variant, rates, train, validation)
+    )
+    stacked_seconds = time.perf_counter() - start
+    fits = [
+        fit_run(
+            budget, variant, row["seed"], train, validation, compiled=True, learning_rate=row["learning_rate"]
+        )
+        for row in rows
+    ]
+    fit_seconds = sum(fit["seconds"] for fit in fits)
+    print(
+        f"tuning grid {variant}: {fit_seconds:.1f} s by compiled fit, {stacked_seconds:.1f} s stacked",
+        flush=True,
+    )
+    return {
+        "variant": variant,
+        "epochs": study.tune_epochs,
+        "rates": sorted({row["learning_rate"] for row in rows}),
+        "seeds": study.tune.seeds,
+        "runs": len(rows),
+        "compiled_fit_seconds": fit_seconds,
+        "stacked_seconds": stacked_seconds,
+        "speedup_vs_compiled_fit": fit_seconds / stacked_seconds,
+        "val_accuracy_compiled_fit": [fit["val_accuracy"] for fit in fits],
+        "val_accuracy_stacked": [row["val_accuracy"] for row in rows],
     }
 
 
@@ -172,16 +214,22 @@ class EpochClock(keras.callbacks.Callback):
             self.seconds.append(time.perf_counter() - self._start)
 
 
-def fit_run(study, variant_name: str, seed: int, train, validation, compiled: bool) -> dict:
-    """One run with model.fit: plain (the primer's), or compiled as study/training.py compiles it."""
+def fit_run(
+    study, variant_name: str, seed: int, train, validation, compiled: bool, learning_rate=None
+) -> dict:
+    """One run with model.fit: plain (the primer's), or compiled as study/training.py compiles it; at
+    the variant's own learning rate, or `learning_rate`."""
     steps_per_epoch = study.steps_per_epoch(variant_name)
+    variant = study.variant(variant_name)
+    if learning_rate is not None:
+        variant = variant.model_copy(update={"learning_rate": learning_rate})
     clock = EpochClock()
     with PeakMemory() as memory:
         start = time.perf_counter()
         keras.utils.set_random_seed(seed)
         model = build_model(study.model)
         model.compile(
-            optimizer=build_optimizer(study.variant(variant_name), steps_per_epoch),
+            optimizer=build_optimizer(variant, steps_per_epoch),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=compiled,
@@ -261,6 +309,14 @@ def markdown(results: dict) -> str:
             f"| **{r['speedup_vs_compiled_fit']:.1f}×** | {r['steady_speedup_vs_compiled_fit']:.1f}× "
             f"| ≥{TARGETS[key]:g}× |"
         )
+    g = results["tuning_grid"]
+    fit_per_run, stacked_per_run = g["compiled_fit_seconds"] / g["runs"], g["stacked_seconds"] / g["runs"]
+    lines.append(
+        f"| tuning grid (`{g['variant']}`: {len(g['rates'])} rates × {len(g['seeds'])} tuning seeds, "
+        f"as the tune stage groups them) | {g['epochs']} | {results['batch_32']['steps_per_run']:,} | — "
+        f"| {fit_per_run:.2f} | {stacked_per_run:.2f} | — | **{g['speedup_vs_compiled_fit']:.1f}×** | — "
+        f"| ≥{TARGETS['tuning_grid']:g}× |"
+    )
     s = results["study"]
     lines += [
         "",

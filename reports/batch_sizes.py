@@ -15,8 +15,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
-from reports.results import Interval, ci, new_figure, plural, rate, secs, size, styled
-from reports.verdicts import BUDGETS
+from reports.results import Interval, ci, new_figure, plural, rate, size, styled
 
 EDGE_WORDS = {"low": "lowest", "high": "highest"}
 
@@ -32,8 +31,8 @@ def order(labels) -> list[str]:
     return sorted(set(labels), key=lambda x: (math.inf, x) if not str(x).isdigit() else (int(x), ""))
 
 
-def batch_text(batch: dict, claims: list[dict], target: float | None) -> str:
-    """What the sweep did, its budgets, and the budgets at which the claims compared sizes."""
+def batch_text(batch: dict, target: float | None) -> str:
+    """What the sweep did and its budgets (the claims' comparisons are in the trade-off table, once)."""
     found = sizes(batch)
     if not found:
         return "This run of the study has no batch-size sweep."
@@ -54,22 +53,7 @@ def batch_text(batch: dict, claims: list[dict], target: float | None) -> str:
     )
     if target is not None:
         text += f" Steps and seconds to target: until validation accuracy first reaches {100 * target:g}%."
-    compared = [t for claim in claims or [] for t in claim.get("tests") or [] if any(k in t for k in BUDGETS)]
-    if compared:
-        text += (
-            "\n\nThe claims compare two sizes at the most both had of one budget: "
-            + "; ".join(f"{t['test']} at {_budget(t)}" for t in compared)
-            + "."
-        )
-    return text
-
-
-def _budget(test: dict) -> str:
-    key = next(k for k in BUDGETS if k in test)
-    value = test[key]
-    if value is None:
-        return "?"
-    return secs(value) if key == "second_budget" else f"{value:,.3g} {BUDGETS[key]}"
+    return text + " The claims' comparisons of sizes at equal budgets: [the trade-off table](#tradeoffs)."
 
 
 def batch_table(batch: dict):
@@ -93,7 +77,7 @@ def batch_table(batch: dict):
             "steps to target": _reached(Interval.read(f.get("steps_to_target")), "count", reached, seeds),
             "seconds to target": _reached(Interval.read(f.get("seconds_to_target")), "secs", reached, seeds),
             "seconds per step": ci(Interval.read(f.get("seconds_per_step")), "secs"),
-            "peak memory: median [range] (repeats)": (
+            "peak memory, one run alone in a fresh process: median [range] (repeats)": (
                 f"{size(memory.get('median'))} [{size(memory.get('low'))} to {size(memory.get('high'))}] "
                 f"({memory.get('repeats', '?')})"
                 if memory
@@ -144,6 +128,10 @@ def tuning_figure(trials: pd.DataFrame) -> Figure | None:
            title="Each batch size's own learning rate (star: chosen)")  # fmt: skip
     ax.grid(color="0.93")
     ax.legend(fontsize=8, loc="best")
+    figure.set_label(
+        "Batch-size tuning: final validation accuracy against the learning rate tried, one line per batch"
+        " size, a star at each size's chosen rate."
+    )
     return figure
 
 
@@ -176,4 +164,8 @@ def curves_figure(curves: pd.DataFrame) -> Figure | None:
     axes[0, 0].set_ylabel("validation accuracy")
     axes[0, 0].legend(loc="upper left", fontsize=8)
     figure.suptitle("Plain SGD, each batch size at its own tuned rate: mean over seeds, shaded: their range")
+    figure.set_label(
+        "Batch-size sweep: validation accuracy against epochs, optimizer steps and seconds of training, "
+        "one line per batch size at its own tuned rate, shaded the range over seeds."
+    )
     return figure

@@ -94,11 +94,6 @@ def variants_table(tables: Tables):
     return styled(table, "variants").map(lambda text: "color: #cf222e" if "⚠" in str(text) else "")
 
 
-def _flags(tables: Tables, variant: str, protocol: str, column: str) -> str:
-    runs = tables.runs_of(variant, protocol)
-    return f"{int(runs[column].sum())} of {len(runs)}" if len(runs) else "—"
-
-
 def _to_target(tables: Tables, variant: str, protocol: str, metric: str, kind: str) -> str:
     fields = tables.fields(variant, protocol)
     reached, seeds = fields.get("seeds_reaching_target"), fields.get("seeds")
@@ -108,7 +103,7 @@ def _to_target(tables: Tables, variant: str, protocol: str, metric: str, kind: s
     return text if reached is None or reached == seeds else f"{text} ({reached} of {seeds} seeds)"
 
 
-def summary_table(tables: Tables) -> pd.DataFrame:
+def summary_table(tables: Tables):
     """One row per variant and protocol (tuned first): compare's means over seeds with 95% intervals."""
     target = tables.target_text
     rows = {}
@@ -119,20 +114,29 @@ def summary_table(tables: Tables) -> pd.DataFrame:
             rows[(variant, PROTOCOL_NAMES.get(protocol, protocol))] = {
                 "learning rate": rate(tables.learning_rate(variant, protocol)),
                 "test accuracy": ci(tables.interval(variant, protocol, "test_accuracy")),
-                "final val. accuracy": ci(tables.interval(variant, protocol, "final_val_accuracy")),
                 f"epochs to {target}": _to_target(tables, variant, protocol, "epochs_to_target", "count"),
                 f"seconds to {target}": _to_target(tables, variant, protocol, "seconds_to_target", "secs"),
-                "unstable runs": _flags(tables, variant, protocol, "unstable"),
-                "diverged runs": _flags(tables, variant, protocol, "diverged"),
             }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    if len(table):
-        table.index = pd.MultiIndex.from_tuples(table.index, names=["variant", "protocol"])
-    return table
+    return _for_people(
+        rows, "summary", "— : not measured (every seed diverged, or a variant never reached it)."
+    )
 
 
-def cost_table(tables: Tables) -> pd.DataFrame:
-    """Per variant and protocol: the optimizer's state, peak memory of one run alone, training time."""
+def _for_people(rows: dict, uuid: str, dash: str):
+    """Rows keyed by (variant, protocol) as a table without an index column, "—" explained below it."""
+    table = pd.DataFrame([{"variant": v, "protocol": p, **row} for (v, p), row in rows.items()])
+    if table.empty:
+        return table
+    style = styled(table, uuid).hide(axis="index")
+    return style.set_caption(dash).set_table_styles(
+        [{"selector": "caption", "props": [("caption-side", "bottom"), ("font-size", "0.85em")]}],
+        overwrite=False,
+    )
+
+
+def cost_table(tables: Tables):
+    """Per variant and protocol: the optimizer's state, peak memory as measured in the training stage (a
+    different measurement from the batch-size sweep's fresh-process repeats, and labelled so), time."""
     rows = {}
     for variant in tables.variants:
         for protocol in tables.protocols:
@@ -140,16 +144,13 @@ def cost_table(tables: Tables) -> pd.DataFrame:
                 continue
             rows[(variant, PROTOCOL_NAMES.get(protocol, protocol))] = {
                 "optimizer state": size(tables.interval(variant, protocol, "optimizer_state_bytes").mean),
-                "peak memory above the level before training": ci(
+                "peak memory in the training stage (whole split), above its level before": ci(
                     tables.interval(variant, protocol, "peak_memory_bytes"), "bytes"
                 ),
                 "seconds per epoch": ci(tables.interval(variant, protocol, "seconds_per_epoch"), "secs"),
                 "training seconds": ci(tables.interval(variant, protocol, "train_seconds"), "secs"),
             }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    if len(table):
-        table.index = pd.MultiIndex.from_tuples(table.index, names=["variant", "protocol"])
-    return table
+    return _for_people(rows, "cost", "— : not recorded by the runs.")
 
 
 def per_class(tables: Tables, protocol: str) -> pd.DataFrame:

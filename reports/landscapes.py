@@ -4,7 +4,8 @@ Reads what the landscapes stage wrote: metrics/landscapes.csv (one row per funct
 setting and start: did it end in a global minimum, escape a local minimum's basin, how many barriers it
 crossed, after how many steps it settled) and plots/landscapes/trajectories.csv (the first starts'
 paths at each optimizer's own best rate, thinned). The functions themselves, their domains and minima,
-come from study/landscapes.py. Shares of starts are counted here; what they decide is in the claims.
+come from study/landscapes.py. Shares of starts are the stage's own (metrics/landscapes.json); what
+they decide is in the claims.
 """
 
 import numpy as np
@@ -54,46 +55,45 @@ def landscapes_text(outcomes: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _cell(rows: pd.DataFrame, test: str) -> str:
-    """One optimizer's result in one test: its share, the test's second number, its rate."""
-    n = len(rows)
+def _cell(found: dict | None, test: str) -> str:
+    """One optimizer's result in one test, as the landscapes stage summarised its starts
+    (metrics/landscapes.json): its share, the test's second number, the share that diverged, its rate."""
+    if not found:
+        return "—"
     if test == "escape":
-        text = pct(rows["escaped"].fillna(0).mean(), 1)
-        crossings = rows["barrier_crossings"].dropna()
-        if len(crossings):
-            text += f", median {crossings.median():g} crossings"
+        text = pct(found.get("share_escaped") or 0.0, 1)
+        if found.get("median_barrier_crossings") is not None:
+            text += f", median {found['median_barrier_crossings']:g} crossings"
     else:
-        text = pct(rows["reached_global"].mean(), 1)
-        steps = rows["steps_to_tolerance"].dropna()
-        if len(steps):
-            text += f", median {steps.median():,.0f} steps"
-    diverged = rows["diverged"].mean() if n else 0.0
-    if diverged:
-        text += f", {pct(diverged, 0)} diverged"
-    return text + f" (η {rate(rows['learning_rate'].iloc[0])})"
+        text = pct(found.get("share_global"), 1)
+        if found.get("median_steps_to_tolerance") is not None:
+            text += f", median {found['median_steps_to_tolerance']:,.0f} steps"
+    if found.get("share_diverged"):
+        text += f", {pct(found['share_diverged'], 0)} diverged"
+    return text + f" (η {rate(found.get('learning_rate'))})"
 
 
-def share_table(outcomes: pd.DataFrame):
+def share_table(outcomes: pd.DataFrame, shares: dict):
     """Per optimizer and setting (own best rate, plain SGD's effective step) and per function and test:
     the share of starts that reached a global minimum (reach, settle) or escaped (escape), the median
-    steps to settle or barrier crossings, the share that diverged, and the rate."""
-    if outcomes.empty:
+    steps to settle or barrier crossings, the share that diverged, and the rate: the landscapes stage's
+    own summary (`shares`, metrics/landscapes.json), never counted again here."""
+    if outcomes.empty or not shares:
         return None
     columns = list(dict.fromkeys(zip(outcomes["function"], outcomes["test"], strict=True)))
-    rows = {}
+    rows = []
     keys = ["variant", "stands_for", "setting"]
-    for key, group in outcomes.groupby(keys, sort=False, dropna=False):
-        variant, stands_for, setting = key
+    for (variant, stands_for, setting), _ in outcomes.groupby(keys, sort=False, dropna=False):
         names = [n for n in str(stands_for or "").split() if n != variant]
-        label = variant + (f" (= {', '.join(names)})" if names else "")
-        row = {}
+        row = {
+            "optimizer": variant + (f" (= {', '.join(names)})" if names else ""),
+            "rate": SETTING_WORDS.get(setting, setting),
+        }
         for function, test in columns:
-            cells = group[(group["function"] == function) & (group["test"] == test)]
-            row[f"{function}, {test}"] = _cell(cells, test) if len(cells) else "—"
-        rows[(label, SETTING_WORDS.get(setting, setting))] = row
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index = pd.MultiIndex.from_tuples(table.index, names=["optimizer", "rate"])
-    return styled(table, "landscape-shares")
+            found = ((shares.get(function) or {}).get(test) or {}).get(variant) or {}
+            row[f"{function}, {test}"] = _cell(found.get(setting), test)
+        rows.append(row)
+    return styled(pd.DataFrame(rows), "landscape-shares").hide(axis="index")
 
 
 def trajectories_figure(trajectories: pd.DataFrame, outcomes: pd.DataFrame):
@@ -143,6 +143,10 @@ def trajectories_figure(trajectories: pd.DataFrame, outcomes: pd.DataFrame):
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=9)
     figure.suptitle("One start's path per optimizer, each at its own best rate")
+    figure.set_label(
+        "Landscapes: contour maps of each test function with its global and local minima, and one start's"
+        " path per optimizer at its own best rate."
+    )
     return figure
 
 

@@ -137,4 +137,9 @@ def sweep_figure(sweep: pd.DataFrame) -> Figure | None:
     labels.append("some seed diverged")
     figure.legend(handles, labels, loc="outside lower center", ncols=len(handles), fontsize=9)
     figure.suptitle("Momentum sweep: mean over seeds, bar: range over seeds")
+    figure.set_label(
+        "Momentum sweep: final validation accuracy and accuracy after epoch 1 against the effective step "
+        "η/(1−β), one line per momentum, plain momentum and Nesterov's in separate panels; bars show the "
+        "range over seeds."
+    )
     return figure

@@ -1,17 +1,19 @@
 """The study's tables as the report reads them, and numbers as words.
 
-The report formats and draws what the stages wrote; it decides nothing. Every verdict, interval,
+The report formats and draws what the stages wrote; it decides nothing. Every verdict, interval, answer,
 `unstable` flag and on-the-edge flag it shows was written by a stage: compare (metrics/claims.json,
-summary.json, runs.csv, tuning.csv and tuning.json), evaluate (metrics/eval/), the momentum sweep
-(metrics/momentum.csv), the batch-size sweep (metrics/batch_size.json, batch_tuning.csv,
-plots/batch_size_curves.csv) and the landscapes (metrics/landscapes.csv,
-plots/landscapes/trajectories.csv). What the report works out itself is arithmetic for display: means
-and ranges over seeds for figures, shares of starts, counts.
+answers.json, summary.json, runs.csv, tuning.csv and tuning.json), evaluate (metrics/eval/), the
+momentum sweep (metrics/momentum.csv), the batch-size sweep (metrics/batch_size.json, batch_tuning.csv,
+plots/batch_size_curves.csv) and the landscapes (metrics/landscapes.csv and .json,
+plots/landscapes/trajectories.csv). What the report works out itself is arithmetic for drawing: means
+and ranges over seeds of curves, differences of curves to plain SGD's, counts of runs.
 
 Nothing is known in advance about which optimizer wins, and a table a study did not produce (an empty
 sweep, a variant without runs) is reported as absent, never assumed.
 """
 
+import base64
+import html
 import json
 import math
 from dataclasses import dataclass
@@ -90,8 +92,12 @@ class Tables:
         batch_curves: pd.DataFrame | None = None,
         landscapes: pd.DataFrame | None = None,
         trajectories: pd.DataFrame | None = None,
+        answers: dict | None = None,
+        landscape_shares: dict | None = None,
     ):
         self.claims = claims
+        self.landscape_shares = landscape_shares or {}  # the landscapes stage's summary of its starts
+        self.answers = answers or {}  # compare's answers to the primer's questions, and the variants' roles
         self.compare = compare
         self.target = float(compare["target_accuracy"])
         self.summary = summary or {}
@@ -192,6 +198,8 @@ def load(
     trajectories_path=None,
     compare=None,
     params_path="params.yaml",
+    answers_path=None,
+    landscape_shares_path=None,
 ) -> Tables:
     """Read what the stages wrote. `compare` (how claims are judged, the target accuracy) defaults to
     params.yaml's; a table whose path is None is absent from this study, and its section says so."""
@@ -219,6 +227,8 @@ def load(
         batch_curves=table(batch_curves_path),
         landscapes=table(landscapes_path),
         trajectories=table(trajectories_path),
+        answers=document(answers_path),
+        landscape_shares=document(landscape_shares_path),
     )
 
 
@@ -355,8 +365,9 @@ def plural(n: int | None, word: str) -> str:
 
 
 def show(*items) -> None:
-    """Display Markdown strings, tables and figures in order in the notebook; None is skipped."""
-    from IPython.display import Image, Markdown, display
+    """Display Markdown strings, tables and figures in order in the notebook; None is skipped. A figure
+    is an <img> with its alt text (`alt_text`), the PNG inside the page."""
+    from IPython.display import HTML, Markdown, display
 
     for item in items:
         if isinstance(item, str):
@@ -364,9 +375,24 @@ def show(*items) -> None:
         elif isinstance(item, Figure):
             buffer = BytesIO()
             item.savefig(buffer, format="png", dpi=100)
-            display(Image(data=buffer.getvalue(), format="png"))
+            data = base64.b64encode(buffer.getvalue()).decode("ascii")
+            alt = html.escape(alt_text(item), quote=True)
+            display(HTML(f'<img alt="{alt}" src="data:image/png;base64,{data}" style="max-width: 100%">'))
         elif item is not None:
             display(item)
+
+
+def alt_text(figure: Figure) -> str:
+    """What a figure shows, for a reader who cannot see it: its label (`figure.set_label`), else its
+    panels' titles and axis labels."""
+    if figure.get_label():
+        return figure.get_label()
+    panels = [
+        ", ".join(x for x in (ax.get_title(), ax.get_ylabel(), ax.get_xlabel()) if x)
+        for ax in figure.axes
+        if ax.get_visible()
+    ]
+    return "Figure: " + "; ".join(dict.fromkeys(p for p in panels if p))
 
 
 def new_figure(nrows: int, ncols: int, figsize, **kwargs):

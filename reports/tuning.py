@@ -79,47 +79,6 @@ def edge_text(tables: Tables) -> str | None:
     return "⚠ **Chosen on the edge of the rates tried:** " + "; ".join(parts) + "."
 
 
-def grid_table(tables: Tables):
-    """Per variant: its search range, every coarse and fine rate with its mean final validation accuracy
-    over the tuning seeds (★ the chosen one), the chosen rate and whether it lies on the edge."""
-    trials = tables.tuning
-    if trials.empty:
-        return None
-    ranges = tables.tuning_protocol.get("ranges") or {}
-    picked = chosen(tables)
-    order = in_study_order(tables, trials["variant"])
-    rows = {}
-    for variant in order:
-        own = trials[trials["variant"] == variant]
-        best = picked.get(variant, {})
-        edge = best.get("on_edge")
-        search = ranges.get(variant)
-        rows[variant] = {
-            "search range": f"{rate(search[0])} to {rate(search[1])}" if search else "—",
-            "coarse grid: rate → mean final val. accuracy": _grid(own[own["stage"] == "coarse"]),
-            "fine grid": _grid(own[own["stage"] == "fine"]),
-            "chosen rate": rate(best.get("learning_rate")),
-            "its mean val. accuracy": pct(best.get("val_accuracy")),
-            "on the edge": f"⚠ yes: the {EDGE_WORDS.get(edge, edge)} tried" if edge else "no",
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
-    return styled(table, "tuning-grid", {"⚠": "#cf222e"}, ["on the edge"])
-
-
-def _grid(trials: pd.DataFrame) -> str:
-    """`0.001 → 91.20% · ★ 0.01 → 96.10% · 0.1 → diverged (1/2 seeds)`, in increasing rate."""
-    if trials.empty:
-        return "—"
-    parts = []
-    for learning_rate, seeds in trials.groupby("learning_rate", sort=True):
-        mean = seeds["mean_val_accuracy"].dropna()
-        diverged = f"diverged ({int(seeds['diverged'].sum())}/{len(seeds)} seeds)"
-        score = pct(mean.iloc[0]) if len(mean) else diverged
-        star = "★ " if seeds["chosen"].any() else ""
-        parts.append(f"{star}{rate(learning_rate)} → {score}")
-    return " · ".join(parts)
-
-
 # --- high and low learning rates ---------------------------------------------------------------------
 
 
@@ -261,4 +220,8 @@ def learning_rate_figure(tables: Tables) -> Figure | None:
     ]
     figure.legend(handles, labels, loc="outside lower center", ncols=len(handles), fontsize=9)
     figure.suptitle("Validation accuracy against the learning rate tried (mean over the tuning seeds)")
+    figure.set_label(
+        "Learning-rate grid: mean validation accuracy over the tuning seeds against every learning rate "
+        "tried, one panel per variant, the chosen rate starred and unstable rates crossed."
+    )
     return figure

@@ -6,8 +6,10 @@ interval, margin and minimum detectable effect here is read from claims.json, ne
 """
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
+from nbconvert.filters.markdown_mistune import markdown2html_mistune as markdown_html
 
 from reports.results import PROTOCOL_NAMES, rate, size, styled
 
@@ -42,10 +44,10 @@ def rule_text(compare: dict) -> str:
         f"its 1 − 2α interval lies inside ±margin ({_margins(margins)}: two one-sided tests), so a "
         "difference smaller than the margin counts as none; otherwise **supported** or **contradicted** "
         "when its 1 − α interval lies wholly on the predicted or the other side of zero, and "
-        "**inconclusive** when it is too wide to say. The MDE is the smallest true difference the test "
-        "would find with 80% power. Memory repeats are compared by ratio: *much more* when even the "
-        f"smallest ratio is at least {float(compare.get('memory_factor', 1.5)):g}×. A claim's verdict is "
-        "its tests' common outcome, or **mixed**, naming which tests went which way."
+        "**inconclusive** when it is too wide to say. Memory repeats are compared by ratio: *much more* "
+        f"when even the smallest ratio is at least {float(compare.get('memory_factor', 1.5)):g}×. A "
+        "claim's verdict is its tests' common outcome, or **mixed** when they differ (its tests table "
+        "says which went which way). The same rule decides the best variant against the runner-up."
     )
 
 
@@ -66,13 +68,14 @@ def overview_table(claims: list[dict]):
     for number, claim in enumerate(claims, start=1):
         verdicts = claim.get("verdicts", {})
         rows[number] = {
+            "#": number,
             "claim": claim["claim"],
             "whose": SOURCE_WORDS.get(claim.get("source"), claim.get("source") or "—"),
             **{_protocol_header(p): verdicts[p]["verdict"] for p in PROTOCOL_NAMES if p in verdicts},
         }
-    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("#")
+    table = pd.DataFrame.from_dict(rows, orient="index")
     verdict_columns = [_protocol_header(p) for p in PROTOCOL_NAMES]
-    return styled(table, "claims-overview", VERDICT_COLORS, verdict_columns)
+    return styled(table, "claims-overview", VERDICT_COLORS, verdict_columns).hide(axis="index")
 
 
 def _protocol_header(protocol: str) -> str:
@@ -80,7 +83,8 @@ def _protocol_header(protocol: str) -> str:
 
 
 def claim_text(number: int, claim: dict) -> str:
-    """The claim, whose it is, its verdict per protocol (with a mixed verdict's conditions) and notes."""
+    """The claim, whose it is, its verdict per protocol and notes (which tests went which way is the
+    table's outcome column, said once)."""
     source = SOURCE_WORDS.get(claim.get("source"), claim.get("source"))
     lines = [f"**{number}. {claim['claim']}** *({source})*", ""]
     for protocol in PROTOCOL_NAMES:
@@ -89,8 +93,6 @@ def claim_text(number: int, claim: dict) -> str:
             continue
         verdict = decided["verdict"]
         line = f"- **{LINE_WORDS.get(protocol, protocol)}:** **{verdict}**"
-        if decided.get("conditions"):
-            line += f" ({decided['conditions']})"
         if decided.get("tests"):
             alpha = decided.get("alpha_per_test")
             tests = decided["tests"]
@@ -103,7 +105,8 @@ def claim_text(number: int, claim: dict) -> str:
 
 def tests_table(claim: dict, number: int):
     """The tests of one claim, the tuned protocol's first: means, the difference a − b with its interval
-    at the test's α, the margin with the equivalence interval, the MDE, what was held equal, outcome."""
+    at the test's α, the margin with the equivalence interval, what was held equal, the outcome (the
+    minimum detectable effect stays in metrics/claims.json)."""
     order = list(PROTOCOL_NAMES)
     tests = sorted(claim.get("tests") or [], key=lambda t: order.index(t.get("protocol", "tuned")))
     if not tests:
@@ -111,12 +114,10 @@ def tests_table(claim: dict, number: int):
     rows = [
         {
             "protocol": PROTOCOL_NAMES.get(t.get("protocol"), t.get("protocol")),
-            "test": t["test"],
-            "measure": t.get("measure", ""),
+            "test (measure)": _test(t),
             "a / b": _means(t),
             "a − b [interval at 1 − α]": _difference(t),
             "margin ± [equivalence interval]": _margin(t),
-            "MDE": _mde(t),
             "n": _n(t),
             "held equal": _held_equal(t),
             "outcome": t.get("outcome") or "—",
@@ -126,12 +127,44 @@ def tests_table(claim: dict, number: int):
     return styled(pd.DataFrame(rows), f"claim-{number}-tests", VERDICT_COLORS, ["outcome"]).hide(axis="index")
 
 
-def sections(claims: list[dict]) -> list:
-    """Every claim's text and its tests table, in order, for `show`."""
-    items = []
-    for number, claim in enumerate(claims, start=1):
-        items += [claim_text(number, claim), tests_table(claim, number)]
-    return items
+def _test(test: dict) -> str:
+    """The test's label, and what it measured where the label does not already say it."""
+    measure = test.get("measure") or ""
+    return test["test"] if not measure or measure in test["test"] else f"{test['test']} ({measure})"
+
+
+@dataclass
+class Collapsed:
+    """A claim's evidence folded under one line (its claim and verdicts), opened on a click: the page
+    stays short, and every test is one click away. Displayed by IPython through `_repr_html_`."""
+
+    summary: str  # Markdown, one line
+    body: list  # Markdown strings and styled tables
+
+    def _repr_html_(self) -> str:
+        inner = [
+            markdown_html(item) if isinstance(item, str) else item.to_html()
+            for item in self.body
+            if item is not None
+        ]
+        summary = markdown_html(self.summary).strip().removeprefix("<p>").removesuffix("</p>")
+        return f"<details><summary>{summary}</summary>{''.join(inner)}</details>"
+
+
+def summary_line(number: int, claim: dict) -> str:
+    verdicts = claim.get("verdicts", {})
+    said = "; ".join(
+        f"{PROTOCOL_NAMES.get(p, p)}: **{verdicts[p]['verdict']}**" for p in PROTOCOL_NAMES if p in verdicts
+    )
+    return f"**{number}. {claim['claim']}** ({said})"
+
+
+def sections(claims: list[dict]) -> list[Collapsed]:
+    """Every claim's text and its tests table, in order, each folded under its one-line summary."""
+    return [
+        Collapsed(summary_line(number, claim), [claim_text(number, claim), tests_table(claim, number)])
+        for number, claim in enumerate(claims, start=1)
+    ]
 
 
 # --- one test's numbers, in its own unit --------------------------------------------------------------
@@ -197,13 +230,6 @@ def _margin(test: dict) -> str:
     if test.get("tost_low") is not None:
         text += f" [{_value(test['tost_low'], how, True)}, {_value(test['tost_high'], how, True)}]"
     return text
-
-
-def _mde(test: dict) -> str:
-    how = kind(test)
-    if how in ("memory", "count"):
-        return "—"
-    return _value(test.get("mde"), how)
 
 
 def _n(test: dict) -> str:

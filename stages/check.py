@@ -3,10 +3,10 @@
 Every other stage depends on checked/params.ok, so a bad value, or a variant name that is not a plain
 name, stops `dvc repro` here with one line, before any stage's outputs are touched. Writes
 checked/params.ok (the same bytes whenever params.yaml is valid: a valid edit re-runs only the stages
-that read what changed) and checked/tune/<variant>.json: what tune@<variant> reads of its variant,
-every setting as the schema completes it but `learning_rate`, the defaults protocol's rate, which
-tuning never uses. DVC cannot depend on "a variant but one key" itself (a listed key must exist, and
-variants of different optimizers have different keys), so tune@<variant> depends on that file.
+that read what changed) and checked/tune/<variant>.json: what the landscapes read of a variant, every
+setting as the schema completes it but `learning_rate`, the defaults protocol's rate, which they never
+use (they search their own). DVC cannot depend on "a variant but one key" itself (a listed key must
+exist, and variants of different optimizers have different keys), so the landscapes depend on these.
 """
 
 import json
@@ -16,7 +16,7 @@ from study.atomic import atomic_dir
 from study.errors import run_stage
 
 CHECKED = "checked"
-NOT_TUNED = {"learning_rate"}  # what the tune stage never reads of a variant
+NOT_TUNED = {"learning_rate"}  # what the landscapes never read of a variant
 
 
 def main() -> None:

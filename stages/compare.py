@@ -2,13 +2,16 @@
 
 Reads the run records, test scores, tuning trials, and the tables the momentum sweep, the batch-size
 sweep and the landscapes wrote; writes
-metrics/summary.json (per variant and protocol, each metric's mean over seeds with its 95% interval,
-for `dvc metrics`), metrics/summary.csv (the same, long form), metrics/runs.csv (one row per run),
-metrics/pairwise.csv (paired differences in test accuracy), metrics/tuning.csv and tuning.json (every
-learning rate tried on every tuning seed, and the tuning protocol), plots/curves.csv, and the claims:
+metrics/summary.json (per variant and protocol, each metric's mean over seeds with its 95% interval),
+metrics/summary.csv (the same, long form), metrics/runs.csv (one row per run),
+metrics/pairwise.csv (paired differences in test accuracy, decided as the claims are),
+metrics/tuning.csv and tuning.json (every learning rate tried on every tuning seed, and the tuning
+protocol), plots/curves.csv, and the claims:
 metrics/claims.json (each claim with its verdict per protocol and the numbers that decided it,
-study/claims.py) and metrics/verdicts.json (the verdicts alone, for `dvc metrics diff` and
-`dvc exp show`).
+study/claims.py), metrics/answers.json (the primer's questions answered from them, study/answers.py:
+what the report opens with), metrics/verdicts.json (the verdicts alone), and metrics/headline/, the
+only metrics dvc.yaml declares (study/headline.py): what `dvc metrics show`, `dvc metrics diff` and
+`dvc exp show` print.
 """
 
 import json
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from study import analysis, claims, params
+from study import analysis, answers, claims, headline, params
 from study.atomic import write_csv, write_json
 from study.errors import StudyError, run_stage
 
@@ -45,7 +48,9 @@ def main() -> None:
     write_csv("metrics/runs.csv", analysis.with_not_reached(runs))
     write_json("metrics/summary.json", summary)
     write_csv("metrics/summary.csv", analysis.summary_table(summary))
-    write_csv("metrics/pairwise.csv", analysis.pairwise(runs))
+    rules = claims.Rules.from_params(study.compare)
+    pairwise = analysis.pairwise(runs, rules.margins["accuracy"], 1 - rules.confidence)
+    write_csv("metrics/pairwise.csv", pairwise)
     write_csv("metrics/tuning.csv", tuning)
     write_json(
         "metrics/tuning.json",
@@ -73,9 +78,12 @@ def main() -> None:
         batch_memory=batch_memory,
         landscapes=landscapes,
     )
-    judged = claims.evaluate(evidence, claims.Rules.from_params(study.compare))
+    judged = claims.evaluate(evidence, rules)
     write_json("metrics/claims.json", judged)
+    batch_labels = sorted(set(batch_runs["batch_label"]))
+    write_json("metrics/answers.json", answers.build(judged, summary, pairwise, study.variants, batch_labels))
     write_json("metrics/verdicts.json", claims.verdict_table(judged))
+    headline.write("metrics/headline", summary, claims.verdict_table(judged))  # all `dvc metrics` shows
     print(analysis.summary_table(summary).query("metric == 'test_accuracy'").round(4).to_string(index=False))
     for claim in judged:
         tuned, defaults = claim["verdicts"]["tuned"]["verdict"], claim["verdicts"]["defaults"]["verdict"]

@@ -1,21 +1,19 @@
 """Score one variant's trained models on the test split: `python -m stages.evaluate <variant>`.
 
 Writes metrics/eval/<variant>.json (per protocol: test loss and accuracy, per class, per seed and
-their mean) and plots/confusion/<variant>.csv (true and predicted digit of every test image under
-the tuned protocol, every seed, for DVC's confusion plot). The models are scored in NumPy
-(study/scoring.py), as Keras scores them: importing TensorFlow would cost more than the scoring.
+their mean). The models are scored in NumPy (study/scoring.py), as Keras scores them, from the saved
+files: what is scored is exactly what models/ keeps.
 """
 
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from study import data, params, scoring
-from study.atomic import atomic_file, write_json
+from study.atomic import write_json
 from study.errors import StudyError, run_stage
-from study.params import CLASSES, PROTOCOLS
+from study.params import CLASSES, PROTOCOLS, Study
 
 
 def main() -> None:
@@ -24,9 +22,13 @@ def main() -> None:
     study = params.load()
     name = sys.argv[1]
     study.variant(name)
-    x, y = data.load_split("data/prepared", "test")
+    evaluate_variant(study, name)
 
-    scores, predictions = {}, []
+
+def evaluate_variant(study: Study, name: str) -> None:
+    """Score every saved model of the variant on the test split; write metrics/eval/<variant>.json."""
+    x, y = data.load_split("data/prepared", "test")
+    scores = {}
     for protocol in PROTOCOLS:
         seeds = {}
         for seed in study.train.protocol_seeds(protocol):
@@ -38,24 +40,25 @@ def main() -> None:
                 "test_loss": finite_or_none(scoring.cross_entropy(y, probabilities)),
                 "per_class_accuracy": per_class_accuracy(y, predicted),
             }
-            if protocol == "tuned":
-                predictions.append(pd.DataFrame({"seed": seed, "actual": y, "predicted": predicted}))
         scores[protocol] = {**mean_over_seeds(seeds), "seeds": seeds}
 
     write_json(f"metrics/eval/{name}.json", scores)
-    with atomic_file(f"plots/confusion/{name}.csv") as tmp:
-        pd.concat(predictions).to_csv(tmp, index=False)
+    print(
+        f"{name}: test accuracy "
+        + ", ".join(f"{protocol} {percent(scores[protocol]['test_accuracy'])}" for protocol in PROTOCOLS)
+        + " (mean over seeds)"
+    )
 
 
 def read_network(path: Path, variant: str) -> list[scoring.Dense]:
     if not path.exists():
-        raise StudyError(f"{path} is missing: run `dvc repro train@{variant}` first")
+        raise StudyError(f"{path} is missing: run `dvc repro variant@{variant}` first")
     try:
         return scoring.read_network(path)
     except (scoring.UnreadableModel, OSError) as error:
         reason = " ".join(str(error).split())[:200]
         raise StudyError(
-            f"{path} is not a readable Keras model ({reason}): run `dvc repro -f train@{variant}`"
+            f"{path} is not a readable Keras model ({reason}): run `dvc repro -f variant@{variant}`"
         ) from None
 
 
@@ -64,6 +67,10 @@ def per_class_accuracy(actual: np.ndarray, predicted: np.ndarray) -> dict[str, f
         str(digit): float(np.mean(predicted[actual == digit] == digit)) if np.any(actual == digit) else None
         for digit in range(CLASSES)
     }
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2%}"
 
 
 def mean_over_seeds(seeds: dict) -> dict:

@@ -3,9 +3,12 @@
 Executes reports/template.ipynb with Papermill on what compare, evaluate, the sweeps and the landscapes
 wrote (INPUTS), saves the executed notebook as reports/study.ipynb and a self-contained HTML page (code
 hidden, figures embedded) as reports/study.html. The report only reads tables: it never trains, and it
-decides nothing (every verdict it shows is metrics/claims.json's).
+decides nothing (every verdict it shows is metrics/claims.json's, every answer metrics/answers.json's).
+The page names the commit it was built from and when.
 """
 
+import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
@@ -20,6 +23,7 @@ TEMPLATE = Path("reports/template.ipynb")
 HTML_TEMPLATE = Path("reports/standalone.html.j2")
 INPUTS = {  # every file the notebook reads: dvc.yaml's report stage lists each of them
     "claims_path": "metrics/claims.json",
+    "answers_path": "metrics/answers.json",
     "summary_path": "metrics/summary.json",
     "runs_path": "metrics/runs.csv",
     "curves_path": "plots/curves.csv",
@@ -31,8 +35,18 @@ INPUTS = {  # every file the notebook reads: dvc.yaml's report stage lists each 
     "batch_tuning_path": "metrics/batch_tuning.csv",
     "batch_curves_path": "plots/batch_size_curves.csv",
     "landscapes_path": "metrics/landscapes.csv",
+    "landscape_shares_path": "metrics/landscapes.json",
     "trajectories_path": "plots/landscapes/trajectories.csv",
 }
+
+
+def commit() -> str | None:
+    """The commit the report's code and tables were built on (None outside a git repository)."""
+    try:
+        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return None
+    return found.stdout.strip() or None
 
 
 def main() -> None:
@@ -49,6 +63,8 @@ def main() -> None:
                 **INPUTS,
                 "compare": study.compare.model_dump(),  # how claims were judged, said beside them
                 "batch_target_accuracy": study.batch_sweep.target_accuracy,
+                "commit": commit(),
+                "built": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             },
             kernel_name="python3",
             cwd=".",

@@ -16,7 +16,7 @@ from pathlib import Path
 from study import data, params, runtime
 from study.atomic import atomic_dir, write_json
 from study.errors import StudyError, run_stage
-from study.params import PROTOCOLS
+from study.params import PROTOCOLS, Study
 from study.training import train_variant
 
 
@@ -25,12 +25,18 @@ def main() -> None:
         raise StudyError("usage: python -m stages.train <variant>")
     study = params.load()
     name = sys.argv[1]
-    rates = {"defaults": study.variant(name).learning_rate, "tuned": tuned_learning_rate(name)}
+    tuned_rate = tuned_learning_rate(name)
     train = data.load_split("data/prepared", "train")
     validation = data.load_split("data/prepared", "validation")
-
     device = runtime.setup_device()
     op_determinism = runtime.configure_determinism(study.train.deterministic)
+    train_protocols(study, name, tuned_rate, train, validation, device, op_determinism)
+
+
+def train_protocols(study: Study, name: str, tuned_rate: float, train, validation, device, op_determinism):
+    """Train every run of both protocols as one group; write models/<variant>, runs/<variant> and
+    metrics/train/<variant>.json."""
+    rates = {"defaults": study.variant(name).learning_rate, "tuned": tuned_rate}
     environment = runtime.environment(device, op_determinism, study.train.jit_compile)
     runs_of = [(protocol, seed) for protocol in PROTOCOLS for seed in study.train.protocol_seeds(protocol)]
 
@@ -59,7 +65,7 @@ def main() -> None:
 def tuned_learning_rate(name: str) -> float:
     path = Path("tuning") / name / "best.json"
     if not path.exists():
-        raise StudyError(f"{path} is missing: run `dvc repro tune@{name}` first")
+        raise StudyError(f"{path} is missing: run `dvc repro variant@{name}` first")
     return float(json.loads(path.read_text())["learning_rate"])
 
 

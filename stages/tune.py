@@ -18,6 +18,7 @@ from tqdm import tqdm
 from study import data, params, runtime, storage
 from study.atomic import write_csv, write_json
 from study.errors import StudyError, run_stage
+from study.params import Study
 from study.tuning import choose, mean_scores, search
 
 COLUMNS = [
@@ -41,16 +42,22 @@ def main() -> None:
         raise StudyError("usage: python -m stages.tune <variant>")
     study = params.load()
     name = sys.argv[1]
-    variant = study.variant(name)
-    tune = study.tune
-    folder = Path("tuning") / name
-    folder.mkdir(parents=True, exist_ok=True)
-    url = storage.resolve(folder)  # checked before any data is loaded or anything trained
+    study.variant(name)
+    url = storage.resolve(Path("tuning") / name)  # checked before any data is loaded or anything trained
     train = data.load_split("data/prepared", "train")
     validation = data.load_split("data/prepared", "validation")
     runtime.setup_device()
     runtime.configure_determinism(study.train.deterministic)
+    tune_variant(study, name, url, train, validation)
 
+
+def tune_variant(study: Study, name: str, url, train, validation) -> float:
+    """Search the variant's rates, write tuning/<variant>/trials.csv and best.json, and return the rate
+    the tuned protocol trains with."""
+    variant = study.variant(name)
+    tune = study.tune
+    folder = Path("tuning") / name
+    folder.mkdir(parents=True, exist_ok=True)
     rates = tune.points + 2 * tune.refine
     total = rates * len(tune.seeds) * study.tune_epochs
     desc = f"tune {name} ({rates} rates x {len(tune.seeds)} seeds)"
@@ -58,7 +65,10 @@ def main() -> None:
         rows = search(
             study, name, url, train, validation, on_epoch=lambda _, runs, __: progress.update(len(runs))
         )
+        trained = progress.n
         progress.update(progress.total - progress.n)  # rates told by an earlier, interrupted search
+    if trained == 0:
+        print(f"{name}: every tuning trial was already in the Optuna study: none trained again")
     chosen = choose(rows)
     tried = sorted({row["learning_rate"] for row in rows})
     if chosen is None:
@@ -66,8 +76,8 @@ def main() -> None:
         chosen = {"learning_rate": variant.learning_rate, "val_accuracy": None, "on_edge": None}
     else:
         print(
-            f"{name}: learning rate {chosen['learning_rate']:g}, mean validation accuracy "
-            f"{chosen['val_accuracy']:.4f} over tuning seeds {tune.seeds} (trials in {storage.shown(url)})"
+            f"{name}: tuned learning rate {chosen['learning_rate']:.3g}, mean validation accuracy "
+            f"{chosen['val_accuracy']:.2%} over tuning seeds {tune.seeds} (trials in {storage.shown(url)})"
         )
     if chosen["on_edge"]:
         side = "lowest" if chosen["on_edge"] == "low" else "highest"
@@ -100,6 +110,7 @@ def main() -> None:
             "refine_step": tune.refine_step,
         },
     )
+    return float(chosen["learning_rate"])
 
 
 if __name__ == "__main__":

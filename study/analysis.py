@@ -4,7 +4,8 @@ Long-form pandas tables, each read by the report and by `dvc metrics` / `dvc plo
 - runs: one row per (variant, protocol, seed) run with its final metrics;
 - curves: one row per (variant, protocol, seed, epoch), the learning curves;
 - summary: per variant and protocol, each metric's mean over seeds with its 95% interval;
-- pairwise: per protocol and ordered pair of variants, the paired difference in test accuracy;
+- pairwise: per protocol and ordered pair of variants, the paired difference in test accuracy, decided
+  by the claims' rule (study/statistics.py's `decide`, a predicted higher);
 - tuning: every learning rate each variant's tuning tried; momentum: the momentum sweep's runs;
 - batch size: the batch-size sweep's runs and their validation scores at log-spaced steps.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from study.params import PROTOCOLS
-from study.statistics import describe, paired_difference
+from study.statistics import decide, describe
 
 CLASSES = 10  # MNIST's digits, as study/model.py (which imports Keras: compare should not)
 NOT_REACHED = "not reached"
@@ -164,15 +165,29 @@ def summary_table(summary_json: dict) -> pd.DataFrame:
     )
 
 
-def pairwise(runs: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
-    """Every ordered pair of variants, per protocol: the mean over seeds of a − b, paired by seed."""
+def pairwise(runs: pd.DataFrame, margin: float, alpha: float, metric: str = "test_accuracy") -> pd.DataFrame:
+    """Every ordered pair of variants, per protocol: a − b paired by seed, decided as a claim's test that
+    predicts a higher (`supported`: a higher; `contradicted`: a lower; `no detectable effect`: within
+    ±margin; `inconclusive`), at error rate `alpha`."""
     rows = []
     for protocol, group in runs.groupby("protocol", sort=False):
         by_seed = group.pivot(index="seed", columns="variant", values=metric)
         for a, b in permutations(group["variant"].unique(), 2):
-            difference = paired_difference(_values(by_seed[a]), _values(by_seed[b]))
+            pairs = [
+                (x, y)
+                for x, y in zip(_values(by_seed[a]), _values(by_seed[b]), strict=True)
+                if x is not None and y is not None
+            ]
+            differences = [x - y for x, y in pairs]
             rows.append(
-                {"protocol": protocol, "variant_a": a, "variant_b": b, "metric": metric, **difference}
+                {
+                    "protocol": protocol,
+                    "variant_a": a,
+                    "variant_b": b,
+                    "metric": metric,
+                    **decide(differences, True, margin, alpha),
+                    "share_a_better": sum(d > 0 for d in differences) / len(differences) if pairs else None,
+                }
             )
     return pd.DataFrame(rows)
 

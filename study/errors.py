@@ -41,9 +41,9 @@ def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(): a StudyError, an OSError or a MemoryError becomes one line on stderr and
     exit status 2.
 
-    - A variant's stages (`train@adam`) take their variant from DVC_STAGE, which DVC sets for every
+    - A variant's stage (`variant@adam`) takes its variant from DVC_STAGE, which DVC sets for every
       command it runs: dvc.yaml's commands carry no variant name, so no shell ever reads one. By hand,
-      the variant is the argument: `python -m stages.train adam`.
+      the variant is the argument: `python -m stages.variant adam`.
     - SIGTERM (what `kill` and CI runners send) is raised as KeyboardInterrupt, like Ctrl-C, so that
       the stage's cleanup runs and no temporary output outlives it.
     - The stage dies with the process that started it (`die_with_parent`): if `dvc repro` is killed,
@@ -123,7 +123,7 @@ def _alive(process: psutil.Process) -> bool:
 
 
 def _variant_from_dvc() -> None:
-    """DVC_STAGE is `train@adam` for the stage DVC generates from `train`'s foreach for `adam`."""
+    """DVC_STAGE is `variant@adam` for the stage DVC generates from `variant`'s foreach for `adam`."""
     stage = os.environ.get("DVC_STAGE", "")
     if len(sys.argv) == 1 and "@" in stage:
         sys.argv.append(stage.partition("@")[2])

@@ -302,7 +302,7 @@ class Study(Strict):
     @field_validator("variants", mode="before")
     @classmethod
     def _plain_names(cls, variants):
-        """A name becomes stage names (`train@<name>`) and folders (`models/<name>`): it is checked
+        """A name becomes stage names (`variant@<name>`) and folders (`models/<name>`): it is checked
         before anything else, and shown quoted, so that a quote or a newline in it stays visible."""
         for name in variants if isinstance(variants, dict) else ():
             if not (isinstance(name, str) and len(name) <= MAX_NAME and re.fullmatch(VARIANT_NAME, name)):

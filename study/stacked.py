@@ -50,6 +50,7 @@ batch, 784] floats per step.
 
 import functools
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,18 @@ from study.runtime import PeakMemory
 from study.variants import NOT_OPTIMIZER_ARGUMENTS, OPTIMIZERS, build_optimizer, learning_rate
 
 IMAGE_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+
+
+class _NotRetracing(logging.Filter):
+    """Every Stack compiles programs of its own, by design (its variables are part of them), so the
+    fifth group of a stage makes TensorFlow warn of "retracing", a warning meant for a function traced
+    again by mistake: here it says nothing, and would bury the stage's own lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_NotRetracing())
 CACHE_BOUND_BATCH = 4  # batches this small train faster in stacks that fit a core's cache (`stack_sizes`)
 # How a group splits, pinned (see the module's docstring): into STACKS stacks side by side on a CPU, at
 # batches up to CACHE_BOUND_BATCH into stacks small enough for STACK_CACHE_BYTES of cache (a core's L2
@@ -75,6 +88,7 @@ CACHE_BOUND_BATCH = 4  # batches this small train faster in stacks that fit a co
 STACKS = 2
 STACK_CACHE_BYTES = 2 << 20
 GROUP_BYTES = 4 << 30
+GPU_MEMORY_SHARE = 0.8  # of a GPU's free memory, what one group may take (the rest: XLA's own buffers)
 SCORE_BYTES = 64 << 20  # the largest layer's activations per chunk when scoring a split
 
 
@@ -162,6 +176,17 @@ def _part_epoch(on_epoch, first: int, epoch: int, rows: list[dict | None]) -> No
     on_epoch(epoch, rows, first)
 
 
+def flops_per_image(study: Study) -> tuple[float, float]:
+    """The arithmetic of one image through the network: a training step's (forward pass, then the
+    gradients of every weight and of every layer's input but the image's) and a scoring pass's
+    (forward only). Multiply-adds count two; activations, the loss and the optimizer's update are left
+    out, so that the study's total is a floor: less than what any implementation must do."""
+    widths = [IMAGE_PIXELS, *study.model.hidden_units, CLASSES]
+    products = [2 * a * b for a, b in itertools.pairwise(widths)]
+    forward = sum(products)
+    return forward + sum(products) + sum(products[1:]), forward
+
+
 def member_bytes(study: Study, variant_name: str) -> int:
     """A generous estimate of what one member adds to a group: one run's (`Study.run_bytes`)."""
     return study.run_bytes(study.batch_size(variant_name))
@@ -174,8 +199,15 @@ def _network_size(study: Study) -> tuple[int, int]:
 
 
 def group_members(study: Study, variant_name: str) -> int:
-    """How many members of the variant one group holds: as many as GROUP_BYTES holds, at least one. A
-    function of the params alone, so that the same runs group the same way on every machine."""
+    """How many members of the variant one group holds, at least one. On a CPU, as many as GROUP_BYTES
+    holds: a function of the params alone, so that the same runs group the same way on every CPU. On a
+    GPU, as many as GPU_MEMORY_SHARE of the device's free memory holds (a group is one program there,
+    and the more members it runs at once the better the device is used); a group split for lack of
+    memory changes only the rounding of its members' sums, and each record names its device."""
+    if runtime.on_gpu():
+        return max(
+            1, int(runtime.free_memory_bytes() * GPU_MEMORY_SHARE) // member_bytes(study, variant_name)
+        )
     return max(1, GROUP_BYTES // member_bytes(study, variant_name))
 
 
@@ -205,6 +237,8 @@ def _train_one_group(
     x, y = _training_tensors(study, train)
     validation_chunks = _chunks(validation, group.size, study.model)
     orders = [epoch_orders(seed, group.n_train) for seed in seeds]
+    train_flops, score_flops = flops_per_image(study)
+    n_validation = len(validation[1])
     histories: list[list[dict]] = [[] for _ in seeds]
     scored: list[list[dict]] = [[] for _ in seeds]
     diverged_epoch: list[int | None] = [None] * group.size
@@ -219,9 +253,11 @@ def _train_one_group(
             start = time.perf_counter()
             losses, hits = group.train_steps(x, y, indices, counts, first, stop)
             wall_seconds += time.perf_counter() - start
+            timing.count_flops(group.size * float(np.sum(counts[first:stop])) * train_flops)
             loss_sum, correct, first = loss_sum + losses, correct + hits, stop
             if checkpoints:
                 val_loss, val_accuracy = group.score(*validation_chunks)
+                timing.count_flops(group.size * n_validation * score_flops)
                 seconds = wall_seconds if seconds_per_step is None else (done + stop) * seconds_per_step
                 for i in np.flatnonzero(group.alive):
                     scored[i].append(
@@ -236,6 +272,7 @@ def _train_one_group(
         wall_by_epoch.append(round(wall_seconds, 4))
         if not checkpoints:
             val_loss, val_accuracy = group.score(*validation_chunks)
+            timing.count_flops(group.size * n_validation * score_flops)
         rates = group.learning_rates()
         steps = epoch * group.steps_per_epoch
         seconds = wall_seconds if seconds_per_step is None else steps * seconds_per_step
@@ -312,6 +349,7 @@ def measure_solo(study: Study, variant_name: str, train, steps: int | None = Non
             start = time.perf_counter()
             group.train_steps(x, y, *chunk)
             chunk_seconds.append(time.perf_counter() - start)
+    timing.count_flops((repeats + 1) * float(np.sum(chunk[1])) * flops_per_image(study)[0])
     return {
         "seconds_per_step": float(np.median(chunk_seconds)) / steps,
         "peak_memory_bytes": memory.peak_bytes,

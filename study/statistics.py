@@ -1,5 +1,5 @@
-"""How sure a comparison is: means over seeds with 95% confidence intervals, paired differences, and
-the decision a difference supports.
+"""How sure a comparison is: means over seeds with 95% confidence intervals, and the decision a paired
+difference supports: the one rule that decides "beyond noise" everywhere (claims and pairwise table).
 
 Every variant trains with the same seeds, so two variants can be compared seed by seed (a paired
 comparison): the seed's luck (initial weights, data order) is shared and cancels out. Intervals are
@@ -54,20 +54,6 @@ def describe(values, confidence: float = CONFIDENCE) -> dict:
         "ci_low": float(low),
         "ci_high": float(high),
         "n_seeds": n,
-    }
-
-
-def paired_difference(a, b, confidence: float = CONFIDENCE) -> dict:
-    """How much `a` beats `b`, seed by seed: the mean difference, its interval at `confidence`, and in
-    how many seeds a was higher. `within_noise` is true when the interval includes zero."""
-    pairs = [(x, y) for x, y in zip(a, b, strict=True) if _finite(x) and _finite(y)]
-    differences = [x - y for x, y in pairs]
-    summary = describe(differences, confidence)
-    wins = sum(d > 0 for d in differences)
-    return {
-        **summary,
-        "share_a_better": wins / len(differences) if differences else None,
-        "within_noise": None if summary["mean"] is None else summary["ci_low"] <= 0 <= summary["ci_high"],
     }
 
 

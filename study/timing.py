@@ -2,8 +2,10 @@
 
 Set STUDY_TIMING to a file path and every stage appends one JSON line to it when it ends:
 its name, the seconds since its process started (Python start-up and imports included), and the
-seconds spent inside the training loops (`training()` blocks). benchmarks/bench_study.py runs the
-whole pipeline that way and adds the lines up; without the variable nothing is written.
+seconds spent inside the training loops (`training()` blocks) and the floating-point operations
+those loops did (`count_flops`, told by study/stacked.py), from which benchmarks/bench_study.py
+derives the arithmetic floor of the study on the machine. It runs the whole pipeline that way and
+adds the lines up; without the variable nothing is written.
 """
 
 import json
@@ -16,6 +18,7 @@ from pathlib import Path
 import psutil
 
 _training_seconds = 0.0
+_flops = 0.0
 
 
 @contextmanager
@@ -29,6 +32,12 @@ def training():
         _training_seconds += time.perf_counter() - start
 
 
+def count_flops(flops: float) -> None:
+    """Add arithmetic the training loops did (multiply-adds count two)."""
+    global _flops
+    _flops += flops
+
+
 def report(main_started: float) -> None:
     """Append the stage's line; `main_started` is when its main() began (imports done)."""
     path = os.environ.get("STUDY_TIMING")
@@ -40,6 +49,7 @@ def report(main_started: float) -> None:
         "total_seconds": round(time.time() - started, 3),
         "startup_seconds": round(main_started - started, 3),
         "training_seconds": round(_training_seconds, 3),
+        "flops": _flops,
     }
     with open(path, "a") as out:
         out.write(json.dumps(line) + "\n")

@@ -14,10 +14,33 @@ attributes. Its storage (study/storage.py: SQLite by default, or a database seve
 keeps every told trial, so an interrupted search resumes with the rates it has not scored. A rate
 that diverged on any seed is told as PRUNED (stopped early) with `diverged` set: recorded, not
 dropped, and never chosen.
+
+The study is also a queue that several workers (study/worker.py), on one machine or many, take trials
+from at once; `search` is one such worker, which then collects every row. A grid's rates are enqueued
+(WAITING) under a lock the database holds (`storage.exclusive`), each only when it has no waiting,
+running or told trial: so each is enqueued once, however many workers reach the grid together, and
+the fine grid, computed by every worker from the same told coarse trials, is the same grid for all.
+A worker claims waiting trials (Optuna's WAITING to RUNNING is atomic: one claim wins) and trains
+what it claimed as one stacked group: alone, the whole grid, as one process always did. While it
+trains, a thread records a heartbeat for each of its trials; a trial silent for longer than the grace
+period is failed by whichever worker notices (its worker was killed or cut off), and its rate, now
+without a live trial, is enqueued again. A worker interrupted in its own process fails its trials at
+once. Workers with nothing to claim wait, polling, until the grid is told. Which group trained a
+rate changes its scores by float rounding at most (study/stacked.py), and the fine grid is computed
+from the told coarse scores: so the workers choose the rate a single worker chooses, short of two
+rates tied to within that rounding.
 """
 
 import hashlib
 import json
+import math
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +51,13 @@ from study.params import Study
 from study.stacked import train_group
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# How often a worker records that its trials are alive, and how long a running trial may stay silent
+# before another worker fails it and trains its rate again: generous, for an XLA compilation or a busy
+# machine can delay a heartbeat by seconds, and a live trial failed is a rate trained twice.
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 60
+POLL_SECONDS = 2  # how often a worker with nothing to claim looks again
 
 
 def grid(low: float, high: float, points: int) -> list[float]:
@@ -132,23 +162,37 @@ def _code_digest() -> str:
     return hashlib.sha256(b"".join((here / name).read_bytes() for name in TRAINER_SOURCES)).hexdigest()[:12]
 
 
-def search(study: Study, variant_name: str, storage_url, train, validation, on_epoch=None) -> list[dict]:
+def search(
+    study: Study,
+    variant_name: str,
+    storage_url,
+    train,
+    validation,
+    on_epoch=None,
+    *,
+    workers: int = 1,
+    heartbeat: int = HEARTBEAT_SECONDS,
+    grace: int = GRACE_SECONDS,
+    poll: float = POLL_SECONDS,
+    on_claim=None,
+) -> list[dict]:
     """The coarse grid, then the fine grid around its best, each rate scored on every tuning seed;
     return one row per (rate, seed) of both grids, each with its `stage`. Rates already told in the
     Optuna study at `storage_url` (a checked URL from study/storage.py, or its text) are not trained
-    again. `choose(rows)` then gives the rate the tuned protocol trains with."""
+    again, and rates other workers are training are waited for. `choose(rows)` then gives the rate the
+    tuned protocol trains with.
+
+    `workers`: how many workers share the grid; each claims at most 1/workers of a grid's rates at a
+    time (1: the whole grid, as one group). `heartbeat`, `grace`, `poll`: in seconds, as HEARTBEAT_SECONDS,
+    GRACE_SECONDS and POLL_SECONDS say.
+    `on_claim(stage, rates)`: called with the rates this worker has just claimed, before it trains them."""
     low, high = study.variant(variant_name).search
-    record = optuna.create_study(
-        study_name=study_name(study, variant_name),
-        storage=storage.open_storage(storage_url),
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.RandomSampler(seed=0),  # never asked: every trial's rate is enqueued
-    )
-    _fail_abandoned(record)
+    shared = _open(study, variant_name, storage_url, heartbeat, grace)
 
     def score(rates: list[float], stage: str) -> list[dict]:
-        return _score_untold(record, study, variant_name, stage, rates, train, validation, on_epoch)
+        return _score_shared(
+            shared, study, variant_name, stage, rates, train, validation, on_epoch, workers, poll, on_claim
+        )
 
     return coarse_then_fine(study.tune, low, high, score)
 
@@ -179,51 +223,151 @@ def _reach(study: Study, variant_name: str) -> tuple[float, float]:
     return low / widen, high * widen
 
 
-def _score_untold(record, study, variant_name, stage, rates, train, validation, on_epoch) -> list[dict]:
-    """Each rate's per-seed rows: from its told trial, else trained now (all untold rates as one
-    stacked group) and told."""
-    told = told_trials(record)
-    todo = [rate for rate in rates if rate not in told]
-    if todo:
-        trials = {rate: _ask(record, rate, stage, _reach(study, variant_name)) for rate in todo}
-        scored = score_rates(study, variant_name, todo, train, validation, on_epoch=on_epoch)
+@dataclass
+class _Shared:
+    """One variant's Optuna study as the queue its workers share, and the storage that holds it."""
+
+    record: optuna.Study
+    rdb: optuna.storages.RDBStorage
+    heartbeat: int
+
+
+def _open(study: Study, variant_name: str, storage_url, heartbeat: int, grace: int) -> _Shared:
+    rdb = storage.open_storage(storage_url, heartbeat=heartbeat, grace=grace)
+    record = optuna.create_study(
+        study_name=study_name(study, variant_name),
+        storage=rdb,
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),  # never asked: every trial's rate is enqueued
+    )
+    return _Shared(record, rdb, heartbeat)
+
+
+def _score_shared(
+    shared, study, variant_name, stage, rates, train, validation, on_epoch, workers, poll, on_claim
+) -> list[dict]:
+    """Each rate's per-seed rows, once every rate has a told trial: claim and train waiting ones (as one
+    stacked group, at most 1/workers of the grid at a time), or wait for other workers' running ones."""
+    limit = math.ceil(len(rates) / max(1, workers))
+    while True:
+        told = _settle(shared, stage, rates)
+        if all(rate in told for rate in rates):
+            return [{"stage": stage, **row} for rate in rates for row in told[rate].user_attrs["runs"]]
+        claimed = _claim(shared, rates, limit)
+        if claimed:
+            if on_claim is not None:
+                on_claim(stage, list(claimed))
+            _train_claimed(shared, study, variant_name, claimed, train, validation, on_epoch)
+        else:
+            time.sleep(poll)
+
+
+def _settle(shared: _Shared, stage: str, rates: list[float]) -> dict[float, optuna.trial.FrozenTrial]:
+    """Fail the trials whose worker has fallen silent, then enqueue each rate of the grid that has no
+    live (waiting, running or told) trial: under the database's lock, so that two workers never both
+    enqueue one rate. Return the told trials by rate."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(shared.record)
+    with storage.exclusive(shared.rdb, f"optuna-enqueue:{shared.record.study_name}"):
+        trials = shared.record.get_trials(deepcopy=False)
+        live = {_rate(t) for t in trials if t.state in _LIVE}
+        for rate in rates:
+            if rate not in live:
+                shared.record.enqueue_trial({"learning_rate": rate}, user_attrs={"stage": stage})
+    return {_rate(t): t for t in trials if t.state in _TOLD}
+
+
+def _claim(shared: _Shared, rates: list[float], limit: int) -> dict[float, int]:
+    """Claim up to `limit` waiting trials of the grid, in the grid's order; {rate: trial id}. Each
+    trial's heartbeat is recorded before its claim, so that a worker killed just after claiming leaves
+    a trial that goes stale, never one that runs forever."""
+    waiting = {_rate(t): t._trial_id for t in shared.record.get_trials(deepcopy=False, states=(_WAITING,))}
+    claimed: dict[float, int] = {}
+    for rate in rates:
+        if len(claimed) == limit:
+            break
+        if rate not in waiting:
+            continue
+        trial_id = waiting[rate]
+        shared.rdb.record_heartbeat(trial_id)
+        try:
+            if shared.rdb.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING):
+                claimed[rate] = trial_id
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # told or failed between the look and the claim
+    return claimed
+
+
+def _train_claimed(shared, study, variant_name, claimed, train, validation, on_epoch) -> None:
+    """Train the claimed rates as one stacked group and tell each trial. Interrupted (Ctrl-C, SIGTERM,
+    an error), fail them at once, so that their rates go back to the queue without waiting for the
+    grace period."""
+    reach = _reach(study, variant_name)
+    trials = {rate: optuna.Trial(shared.record, trial_id) for rate, trial_id in claimed.items()}
+    with _heartbeats(shared, list(claimed.values())):
+        try:
+            for rate, trial in trials.items():
+                trial.suggest_float("learning_rate", min(reach[0], rate), max(reach[1], rate), log=True)
+            rates = list(trials)
+            scored = score_rates(study, variant_name, rates, train, validation, on_epoch=on_epoch)
+        except BaseException:
+            for trial in trials.values():
+                shared.record.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            raise
         for rate, trial in trials.items():
-            _tell(record, trial, [row for row in scored if row["learning_rate"] == rate])
-        told = told_trials(record)
-    return [{"stage": stage, **row} for rate in rates for row in told[rate].user_attrs["runs"]]
+            _tell(shared.record, trial, [row for row in scored if row["learning_rate"] == rate])
 
 
-def _ask(record: optuna.Study, rate: float, stage: str, reach: tuple[float, float]) -> optuna.Trial:
-    record.enqueue_trial({"learning_rate": rate})
-    trial = record.ask()
-    trial.suggest_float("learning_rate", min(reach[0], rate), max(reach[1], rate), log=True)
-    trial.set_user_attr("stage", stage)
-    return trial
+@contextmanager
+def _heartbeats(shared: _Shared, trial_ids: list[int]) -> Iterator[None]:
+    """Record every `heartbeat` seconds that these trials' worker is alive, while the block runs."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(shared.heartbeat):
+            for trial_id in trial_ids:
+                # The database unreachable for a moment: a later beat may get through.
+                with suppress(optuna.exceptions.StorageInternalError):
+                    shared.rdb.record_heartbeat(trial_id)
+
+    thread = threading.Thread(target=beat, name="trial-heartbeats", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _tell(record: optuna.Study, trial: optuna.Trial, runs: list[dict]) -> None:
     """One trial per rate: its per-seed rows as a user attribute, its score (the mean over seeds) as
-    its value; PRUNED when any seed diverged."""
-    trial.set_user_attr("runs", runs)
-    trial.set_user_attr("seeds", [run["seed"] for run in runs])
-    trial.set_user_attr("diverged", any(run["diverged"] for run in runs))
+    its value; PRUNED when any seed diverged. A trial another worker failed meanwhile (its heartbeat
+    stayed silent past the grace period) is left failed: its rate was enqueued again."""
     score = mean_scores(runs)[runs[0]["learning_rate"]]
-    if score is None:
-        record.tell(trial, state=optuna.trial.TrialState.PRUNED)
-    else:
-        record.tell(trial, score)
+    try:
+        trial.set_user_attr("runs", runs)
+        trial.set_user_attr("seeds", [run["seed"] for run in runs])
+        trial.set_user_attr("diverged", any(run["diverged"] for run in runs))
+        if score is None:
+            record.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            record.tell(trial, score)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        print(
+            f"warning: trial {trial.number} (learning rate {runs[0]['learning_rate']:g}) was failed by "
+            "another worker, which took this worker for dead; its result is dropped",
+            file=sys.stderr,
+        )
 
 
-def _fail_abandoned(record: optuna.Study) -> None:
-    """Trials left RUNNING by an interrupted search were never scored: mark them failed, ask again."""
-    for trial in record.trials:
-        if trial.state == optuna.trial.TrialState.RUNNING:
-            record.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-
-
+_WAITING = optuna.trial.TrialState.WAITING
 _TOLD = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+_LIVE = (_WAITING, optuna.trial.TrialState.RUNNING, *_TOLD)
 
 
-def told_trials(record: optuna.Study) -> dict[float, optuna.trial.FrozenTrial]:
-    """Each learning rate's latest told trial."""
-    return {t.params["learning_rate"]: t for t in record.trials if t.state in _TOLD}
+def _rate(trial: optuna.trial.FrozenTrial) -> float | None:
+    """A trial's learning rate: its parameter, or, before a worker has set it, the rate it was enqueued
+    with."""
+    return trial.params.get("learning_rate", trial.system_attrs.get("fixed_params", {}).get("learning_rate"))

@@ -108,6 +108,9 @@ def _memory_decision(test: Test, factor: float) -> dict:
     else:
         outcome = INCONCLUSIVE
     return {
+        # the medians, as metrics/batch_size.json reports the same repeats: one number per quantity
+        "a_median": rounded(float(np.median(a))),
+        "b_median": rounded(float(np.median(b))),
         "ratio": rounded(float(ratio)),
         "ratio_low": rounded(worst),
         "ratio_high": rounded(best),

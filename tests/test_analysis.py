@@ -5,6 +5,7 @@ import json
 import pytest
 
 from study import analysis
+from study.statistics import decide
 
 
 def make_record(
@@ -104,13 +105,20 @@ def test_summary_gives_each_metric_a_mean_and_interval_over_seeds():
     json.dumps(summary, allow_nan=False)  # strict JSON, for dvc metrics
 
 
-def test_pairwise_compares_every_ordered_pair_seed_by_seed():
-    pairs = analysis.pairwise(study_runs()).set_index(["variant_a", "variant_b"])
+def test_pairwise_compares_every_ordered_pair_seed_by_seed_by_the_claims_rule():
+    pairs = analysis.pairwise(study_runs(), margin=0.003, alpha=0.05).set_index(["variant_a", "variant_b"])
     assert len(pairs) == 2
     fast_vs_slow = pairs.loc[("fast", "slow")]
     assert fast_vs_slow["mean"] == pytest.approx((0.47 + 0.38 + 0.89) / 3)
     assert fast_vs_slow["share_a_better"] == 1.0
     assert pairs.loc[("slow", "fast"), "mean"] == pytest.approx(-fast_vs_slow["mean"])
+    differences = [0.47, 0.38, 0.89]
+    decided = decide(differences, True, 0.003, 0.05)
+    assert fast_vs_slow["outcome"] == decided["outcome"]  # the claims' own rule and words
+    assert fast_vs_slow["ci_low"] == pytest.approx(decided["ci_low"])
+    reverse = decide([-d for d in differences], True, 0.003, 0.05)
+    assert pairs.loc[("slow", "fast"), "outcome"] == reverse["outcome"]
+    assert "within_noise" not in pairs  # one rule decides "beyond noise": no second one beside it
 
 
 def test_the_summary_table_is_long_form():

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study import analysis, claims, verdicts
+from study import analysis, answers, claims, verdicts
 from study.claims import Evidence
 from study.params import AdamVariant, SGDVariant
 from study.statistics import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED
@@ -285,3 +285,52 @@ def test_landscape_tests_compare_momentum_at_own_and_matched_steps():
     tests = {t["test"]: t for t in by_id(found, "momentum")["tests"]}
     assert tests["heavy vs plain on two_wells, escape (own best rates)"]["outcome"] == SUPPORTED
     assert tests["heavy vs plain on two_wells, escape (plain SGD's effective step)"]["outcome"] == NO_EFFECT
+
+
+def test_memory_is_reported_as_the_median_of_its_repeats():
+    memory = pd.DataFrame(
+        {"batch_label": ["full"] * 3 + ["1"] * 3, "peak_memory_bytes": [300, 310, 390, 100, 110, 105]}
+    )
+    decided = claims.memory_test(evidence(batch_memory=memory), "full", "1").decided(RULES, 0.05)
+    assert (decided["a_median"], decided["b_median"]) == (310, 105)  # as metrics/batch_size.json says
+
+
+def test_the_answers_quote_each_protocols_first_test_and_count_the_rest():
+    made = runs(
+        {"plain": 0.90, "heavy": 0.95, "ahead": 0.95, "adaptive": 0.96}, protocols=("tuned", "defaults")
+    )
+    found = claims.evaluate(evidence(runs=made), RULES)
+    summary = {  # as compare's summary.json holds it: only what the answers read
+        v: {p: {"test_accuracy": {"mean": g["test_accuracy"].mean(), "ci_low": 0.0, "ci_high": 1.0,
+                                  "n_seeds": 10},
+                "learning_rate": 0.01} for p, g in group.groupby("protocol")}
+        for v, group in made.groupby("variant")
+    }  # fmt: skip
+    pairwise = analysis.pairwise(made, 0.003, 0.05)
+    opening = answers.build(found, summary, pairwise, VARIANTS, [])
+    assert opening["roles"]["plain"] == "plain" and opening["roles"]["momentum"] == "heavy"  # by settings
+    momentum = next(a for a in opening["answers"] if a["id"] == "momentum")
+    assert momentum["question"] == "Does momentum help?"
+    claim = by_id(found, "momentum")
+    for protocol in ("tuned", "defaults"):
+        said = momentum["protocols"][protocol]
+        assert said["verdict"] == claim["verdicts"][protocol]["verdict"]
+        first = next(t for t in claim["tests"] if t["protocol"] == protocol)
+        assert said["headline"]["mean"] == first["mean"] and said["headline"]["a"] == "heavy"
+        assert sum(said["others"].values()) == said["tests"] - 1
+    best = opening["best"]["tuned"]
+    assert best["best"] == "adaptive" and best["difference"]["outcome"] in verdicts.VERDICTS
+    assert opening["tradeoffs"] == []  # no batch-size sweep: no table, never a made-up one
+
+
+def test_the_tradeoff_table_is_the_batch_claims_own_tests_row_by_row():
+    memory = pd.DataFrame(
+        {"batch_label": ["full"] * 3 + ["1"] * 3, "peak_memory_bytes": [300, 310, 320, 100, 110, 105]}
+    )
+    claim = claims.Claim("batch_tradeoffs", "made up", "primer")
+    claim.tests.append(claims.memory_test(evidence(batch_memory=memory), "full", "1"))
+    rows = answers.tradeoffs(claim.judged(RULES), ["1", "8", "32", "full"])
+    parts = [(r["part"], r["batch_label"]) for r in rows]
+    assert parts == [("full", "full"), ("stochastic", "1"), ("mini", "32")]
+    assert rows[0]["memory"][0]["outcome"] == rows[1]["memory"][0]["outcome"] == SUPPORTED
+    assert rows[2]["memory"] == [] and rows[2]["primer_memory"] == "balanced"  # mini-batch: not tested

@@ -134,12 +134,7 @@ def test_commands_pass_variant_names_to_no_shell(repo, tmp_path):
     stand_in.chmod(0o755)
     calls = tmp_path / "calls.jsonl"
     # Last stage first: running a stage deletes its outputs, which the stage after it reads.
-    stages = [f"{stage}@{name}" for stage in ("evaluate", "train", "tune") for name in HOSTILE_NAMES]
-    (folder / "tuning").mkdir()
-    for name in HOSTILE_NAMES:  # train@ and evaluate@ need what tune@ and train@ would have written
-        (folder / "tuning" / name).mkdir()
-        (folder / "tuning" / name / "best.json").write_text("{}")
-        (folder / "models" / name).mkdir(parents=True)
+    stages = [f"variant@{name}" for name in HOSTILE_NAMES]
     try:
         result = run(
             ["dvc", "repro", "-s", "--ignore-errors", *stages],
@@ -150,7 +145,7 @@ def test_commands_pass_variant_names_to_no_shell(repo, tmp_path):
         )
     finally:
         write_params(folder, raw)
-        for made in ("data", "checked", "tuning", "models"):
+        for made in ("data", "checked"):
             shutil.rmtree(folder / made, ignore_errors=True)
         run(["git", "checkout", "-q", "--", "."], folder)
     recorded = [json.loads(line) for line in calls.read_text().splitlines()]
@@ -299,7 +294,10 @@ def test_a_fresh_clone_reruns_only_what_changed(tmp_path):
                 for path, state in paths.items():
                     assert state in ("not in cache", "deleted") and path.split("/")[0] in ("data", "models")
     assert "compare" not in status  # the Optuna database, gitignored, is not part of its dependency tuning/
-    assert status["tune@adam"] == [{"changed deps": {"data/prepared": "deleted"}}]
+    assert status["variant@adam"] == [
+        {"changed deps": {"data/prepared": "deleted"}},
+        {"changed outs": {"models/adam": "not in cache"}},
+    ]
 
     prepare, repro = study_commands()
     assert repro[:3] == ["dvc", "repro", "--allow-missing"]
@@ -312,6 +310,6 @@ def test_a_fresh_clone_reruns_only_what_changed(tmp_path):
         return ran_stages(run([*repro, "--dry"], clone).stdout)
 
     # The dry run lists the stages whose own inputs changed; what follows them runs when their outputs do.
-    # Neither tuning nor the landscapes read a variant's default rate (they search their own).
-    assert changed(learning_rate=0.003) == {"check", "train@adam", "compare"}
-    assert changed(search=[1e-3, 0.1]) == {"check", "tune@adam", "train@adam", "compare"}
+    # (The landscapes read a variant's search range through checked/tune/, which changes once check runs.)
+    assert changed(learning_rate=0.003) == {"check", "variant@adam", "compare"}
+    assert changed(search=[1e-3, 0.1]) == {"check", "variant@adam", "compare"}

@@ -9,6 +9,7 @@ stages write. So the report is tested on what it reads and nothing else.
 import ast
 import json
 import math
+import re
 import shutil
 import warnings
 from io import BytesIO
@@ -18,10 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports import batch_sizes, figures, findings, landscapes, momentum, results, tuning, verdicts
+from reports import answers, batch_sizes, figures, findings, landscapes, momentum, results, tuning, verdicts
 from stages import report
 from study import analysis, claims, params
+from study import answers as study_answers
 from study import batch_sizes as study_batch_sizes
+from study import landscapes as study_landscapes
 from study.errors import StudyError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -381,6 +384,22 @@ def made_up_landscapes() -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), pd.DataFrame(paths)
 
 
+def landscape_shares(outcomes: pd.DataFrame) -> dict:
+    """metrics/landscapes.json as the landscapes stage writes it: its own summary of each set of starts."""
+    fields = list(study_landscapes.Outcome.__dataclass_fields__)
+    shares: dict = {}
+    for (function, test, variant, setting), group in outcomes.groupby(
+        ["function", "test", "variant", "setting"], sort=False
+    ):
+        results = [
+            study_landscapes.Outcome(**{f: None if pd.isna(row[f]) else row[f] for f in fields})
+            for row in group.to_dict("records")
+        ]
+        found = study_landscapes.summary(results) | {"learning_rate": float(group["learning_rate"].iloc[0])}
+        shares.setdefault(function, {}).setdefault(test, {}).setdefault(variant, {})[setting] = found
+    return shares
+
+
 def write_study(folder: Path, failed=()) -> dict:
     """Every table the report reads, written into `folder`; returns the report's parameters. Every run
     and tuning trial of a `failed` variant diverges."""
@@ -404,6 +423,7 @@ def write_study(folder: Path, failed=()) -> dict:
     batch_trials.to_csv(folder / "metrics/batch_tuning.csv", index=False)
     batch_curves.to_csv(folder / "plots/batch_size_curves.csv", index=False)
     outcomes.to_csv(folder / "metrics/landscapes.csv", index=False)
+    (folder / "metrics/landscapes.json").write_text(json.dumps(landscape_shares(outcomes)))
     paths.to_csv(folder / "plots/landscapes/trajectories.csv", index=False)
     evidence = claims.Evidence(
         variants=STUDY.variants,
@@ -415,9 +435,15 @@ def write_study(folder: Path, failed=()) -> dict:
         batch_memory=batch_memory,
         landscapes=outcomes,
     )
-    judged = claims.evaluate(evidence, claims.Rules.from_params(STUDY.compare))
+    rules = claims.Rules.from_params(STUDY.compare)
+    judged = claims.evaluate(evidence, rules)
     # numpy scalars as plain numbers: a batch test's step budget is one (an integer column's maximum).
     (folder / "metrics/claims.json").write_text(json.dumps(judged, default=lambda x: x.item()))
+    pairwise = analysis.pairwise(runs, rules.margins["accuracy"], 1 - rules.confidence)
+    found = study_answers.build(
+        judged, analysis.summary(runs), pairwise, STUDY.variants, sorted(set(batch_runs["batch_label"]))
+    )
+    (folder / "metrics/answers.json").write_text(json.dumps(found, default=lambda x: x.item()))
     return {name: str(folder / path) for name, path in report.INPUTS.items()}
 
 
@@ -435,12 +461,15 @@ def made_up(tmp_path_factory) -> results.Tables:
 # --- the stage, end to end --------------------------------------------------------------------------
 
 REPORT_FILES = ("template.ipynb", "standalone.html.j2")
-STUDY_MODULES = ("__init__.py", "landscapes.py")  # what the report imports from study/
+# What the report imports from study/ (the package's __init__ quiets TensorFlow with study/quiet.py).
+STUDY_MODULES = ("__init__.py", "quiet.py", "landscapes.py")
 HEADINGS = [
-    "The primer's claims, tested",
-    "Setup",
-    "Tuning",
-    "Summary",
+    "Answers to the primer's questions",
+    "The primer's trade-off table, measured",
+    "The claims and their verdicts",
+    "Evidence: each claim's tests",
+    "Setup and tuning",
+    "Test accuracy and learning curves",
     "Momentum and step size",
     "Batch size, each at its own learning rate",
     "Landscapes: escaping local minima",
@@ -476,12 +505,26 @@ def test_report_stage_writes_the_notebook_and_a_self_contained_page(project):
     html = (project / "reports/study.html").read_text()
     assert '<img src="http' not in html
     assert "<script src=" not in html  # opens offline: no require.js or MathJax from a CDN
-    assert html.count("data:image/png;base64,") >= 7
-    positions = [html.index(f">{heading}<") for heading in HEADINGS]
-    assert positions == sorted(positions)  # the claims first, then the evidence
+    assert "<title>How optimizers train a small network on MNIST</title>" in html
+    images = re.findall(r"<img [^>]*>", html)
+    assert len(images) >= 7 and all('src="data:image/png;base64,' in image for image in images)
+    alts = [re.search(r'alt="([^"]*)"', image) for image in images]
+    assert all(alt and len(alt.group(1)) > 20 for alt in alts)  # every figure says what it shows
+    assert "No description has been provided" not in html
+    positions = [html.rindex(f">{heading}<") for heading in HEADINGS]  # the heading, not its contents entry
+    assert positions == sorted(positions)  # the answers first, then the claims, then the evidence
+    contents = html.index(">Contents<")
+    assert contents < positions[0]
+    for target in re.findall(r'<a href="#([^"]+)"', html[contents : positions[0]]):
+        assert f'id="{target}"' in html  # every entry of the contents leads somewhere
+    assert html.index("seed/000_a766fd6a87b39245.txt") < positions[0]  # the primer named at the top
+    assert "Built from commit" in html[: positions[0]]
     found = json.loads((project / "metrics/claims.json").read_text())
     for claim in found:
         assert claim["claim"] in html
+    assert html.count("<details><summary>") == len(found)  # each claim's tests folded under its verdicts
+    for question in study_answers.QUESTIONS.values():
+        assert html.index(question) < positions[1]  # every question answered in the opening section
     assert "verdict at Keras' defaults" in html  # each claim's second verdict, labelled
     assert "implied: the primer does not assert it" in html  # Nesterov and schedules
     assert "adagrad</code>'s best rate, 3.16, is the highest it tried" in html  # on the edge
@@ -519,7 +562,11 @@ def test_a_failing_cell_is_a_one_line_error_naming_it(project):
 
 # --- the report decides nothing ---------------------------------------------------------------------
 
-DECIDING_MODULES = {"scipy", "study.statistics", "study.verdicts", "study.claims", "study.analysis"}
+DECIDING_MODULES = {"scipy", "statistics", "study.statistics", "study.verdicts", "study.claims",
+                    "study.analysis", "study.answers"}  # fmt: skip
+# Calls that would work out a spread, an interval or a test: the report reads these, never computes them.
+INTERVAL_CALLS = {"std", "sem", "var", "ppf", "interval", "ttest_rel", "ttest_ind", "ttest_1samp", "describe",
+                  "decide", "paired_difference", "minimum_detectable_effect"}  # fmt: skip
 
 
 def imports(path: Path) -> set[str]:
@@ -532,10 +579,145 @@ def imports(path: Path) -> set[str]:
     return found
 
 
+def interval_calls(path: Path) -> list[str]:
+    """Calls named in INTERVAL_CALLS; `tables.interval(...)` reads what compare wrote and is allowed."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        function = node.func
+        name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+        reads = isinstance(function, ast.Attribute) and getattr(function.value, "id", "") == "tables"
+        if name in INTERVAL_CALLS and not reads:
+            found.append(f"{name} (line {node.lineno})")
+    return found
+
+
 def test_no_report_module_computes_a_statistic_or_a_verdict():
-    for path in (REPO / "reports").glob("*.py"):
+    modules = [*(REPO / "reports").glob("*.py"), REPO / "stages/report.py"]
+    for path in modules:
         deciding = {m for m in imports(path) if m.split(".")[0] == "scipy" or m in DECIDING_MODULES}
         assert not deciding, f"{path.name} imports {deciding}"
+        assert not interval_calls(path), f"{path.name} computes {interval_calls(path)}"
+    template = json.loads((REPO / "reports/template.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in template["cells"] if c["cell_type"] == "code")
+    assert not re.search(r"\b(scipy|statistics|study\.)", code)
+
+
+def test_the_interval_scan_finds_a_computed_interval(tmp_path):
+    computing = tmp_path / "computing.py"
+    computing.write_text("import numpy as np\nspread = np.std([1, 2])\nlow = frame.sem()\n")
+    assert interval_calls(computing) == ["std (line 2)", "sem (line 3)"]
+
+
+NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def renderings(value) -> set[str]:
+    """Every way the report may write a number compare wrote: as a percentage or in points (2 decimals),
+    to 3 significant figures, whole, with 1 decimal, in KiB or MiB, as a ratio (2 decimals)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return set()
+    v = abs(float(value))
+    found = {f"{100 * v:.2f}", f"{v:.3g}", f"{v:g}", f"{v:.2f}", f"{v:.1f}", f"{v:.0f}", f"{v:.2g}"}
+    found |= {f"{v / 2**20:.1f}", f"{v / 2**10:.1f}", f"{100 * v:g}"}
+    return {x.replace(",", "") for x in found}
+
+
+def numbers_in(document) -> set[str]:
+    """Every rendering of every number in a JSON document, and the numbers its strings quote."""
+    if isinstance(document, dict):
+        return set().union(*(numbers_in(v) for v in document.values())) if document else set()
+    if isinstance(document, list):
+        return set().union(*(numbers_in(v) for v in document)) if document else set()
+    if isinstance(document, str):
+        return {n.replace(",", "") for n in NUMBER.findall(document)}
+    return renderings(document)
+
+
+def numbers_shown(*items) -> list[str]:
+    """Every number written in Markdown strings and in the cells and headers of styled tables."""
+    texts = []
+    for item in items:
+        if item is None:
+            continue
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, verdicts.Collapsed):  # its page text: HTML without its tags and styles
+            page = re.sub(r"<style.*?</style>", " ", item._repr_html_(), flags=re.S)
+            texts.append(re.sub(r"<[^>]+>|&#\d+;|&\w+;", " ", page))
+        else:
+            texts += [str(x) for x in [*item.data.columns, *item.data.to_numpy().ravel()]]
+    return [n.replace(",", "") for text in texts for n in NUMBER.findall(text)]
+
+
+def test_every_number_the_answers_and_claims_show_is_one_compare_wrote(tmp_path):
+    """The opening (answers, trade-off table) and the claims (overview, every claim's tests) from made-up
+    compare tables: each number shown is one of those tables' numbers, rounded for people."""
+    tables = tables_of(tmp_path)
+    written = set()
+    for name in ("answers.json", "claims.json"):
+        written |= numbers_in(json.loads((tmp_path / "metrics" / name).read_text()))
+    ordinals = {str(n) for n in range(1, len(tables.claims) + 1)}  # the claims' numbers in the table
+    shown = numbers_shown(
+        answers.answers_text(tables),
+        answers.tradeoff_table(tables),
+        verdicts.overview_table(tables.claims),
+        *verdicts.sections(tables.claims),
+    )
+    assert len(shown) > 200  # the check has something to check
+    invented = sorted({n for n in shown if n not in written | ordinals})
+    assert not invented, f"numbers compare never wrote: {invented[:20]}"
+
+
+def test_the_answers_word_what_compare_decided():
+    found = {
+        "roles": {"plain": "base", "adaptive": ["fancy"], "scheduled": []},
+        "best": {
+            "tuned": {
+                "best": "fancy",
+                "test_accuracy": {"mean": 0.9812, "ci_low": 0.9801, "ci_high": 0.9823, "n_seeds": 4},
+                "learning_rate": 0.00316,
+                "runner_up": "base",
+                "runner_up_test_accuracy": 0.9755,
+                "difference": {"mean": 0.0057, "ci_low": 0.0011, "ci_high": 0.0103, "margin": 0.003,
+                               "outcome": "inconclusive"},
+            }
+        },
+        "tradeoffs": [],
+        "answers": [
+            {
+                "id": "adaptive",
+                "question": "Does fancy beat base?",
+                "claim": "Fancy converges faster.",
+                "protocols": {
+                    "defaults": {
+                        "verdict": "contradicted",
+                        "tests": 3,
+                        "headline": {"test": "fancy vs base", "measure": "validation accuracy after epoch 1",
+                                     "kind": "accuracy", "a": "fancy", "b": "base", "mean": 0.049,
+                                     "ci_low": 0.041, "ci_high": 0.057, "margin": 0.003,
+                                     "outcome": "supported"},
+                        "others": {"contradicted": 2},
+                    }
+                },
+            }
+        ],
+    }  # fmt: skip
+    compare = {"target_accuracy": 0.97}
+    tables = results.Tables([], {}, pd.DataFrame(), pd.DataFrame(), {}, compare, answers=found)
+    text = answers.answers_text(tables)
+    assert (
+        "**Which optimizer reaches the highest test accuracy?** At each variant's own best rate (tuned): "
+        "`fancy`, 98.12% [98.01%, 98.23%] at rate 0.00316; against the runner-up `base` (plain mini-batch "
+        "SGD) (97.55%): +0.57 points [+0.11, +1.03] (margin ±0.30), **inconclusive**." in text
+    )  # compare's outcome, though a rule of thumb would call +0.57 points a win
+    assert (
+        "**Does fancy beat base?** At Keras' defaults: **contradicted**. `fancy` − `base` (plain mini-batch "
+        "SGD), validation accuracy after epoch 1: +4.90 points [+4.10, +5.70] (margin ±0.30), supported. "
+        "Its 2 other tests: 2 contradicted." in text
+    )
+    assert "At each variant's own best rate" not in text.split("Does fancy")[1]  # no tuned tests: not said
 
 
 def made_up_claims() -> list[dict]:
@@ -602,6 +784,7 @@ def made_up_claims() -> list[dict]:
 def test_the_report_shows_exactly_the_verdicts_compare_wrote():
     found = made_up_claims()
     overview = verdicts.overview_table(found).data
+    assert list(overview["#"]) == [1, 2]
     assert list(overview["verdict, tuned (primary)"]) == ["contradicted", "mixed"]
     assert list(overview["verdict at Keras' defaults"]) == ["not tested", "no detectable effect"]
     assert list(overview["whose"]) == [
@@ -613,7 +796,7 @@ def test_the_report_shows_exactly_the_verdicts_compare_wrote():
         "**Tuned (each at its own best rate; primary):** **contradicted**; 1 test, each at α = 0.05." in first
     )
     assert "**At Keras' defaults:** **not tested**." in first and "*a note compare wrote*" in first
-    assert "**mixed** (holds: per epoch | fails: per second); 2 tests, each at α = 0.025." in second
+    assert "**mixed**; 2 tests, each at α = 0.025." in second  # which went which way: the table's column
     tests = verdicts.tests_table(found[1], 2).data
     assert list(tests["outcome"]) == ["supported", "contradicted", "no detectable effect"]
     assert list(tests["protocol"]) == ["tuned", "tuned", "at Keras' defaults"]
@@ -692,7 +875,7 @@ def test_each_kind_of_test_reads_in_its_own_unit():
         "±12 [-92, -68]",
         "factor 1.5×",
     ]
-    assert list(rows["MDE"][:3]) == ["0.42", "20", "—"]
+    assert "MDE" not in rows  # it stays in claims.json: the table shows what decided the outcome
     assert rows["held equal"][0] == "rate 0.0316 / 0.316; effective step 0.316 (both)"
     assert rows["held equal"][4] == "rate 0.1 (both); budget 100 steps"
 
@@ -700,19 +883,13 @@ def test_each_kind_of_test_reads_in_its_own_unit():
 # --- the sections, on made-up tables -------------------------------------------------------------
 
 
-def test_tuning_shows_every_rate_coarse_and_fine_and_flags_the_edge(made_up):
+def test_tuning_states_its_protocol_and_flags_the_edge(made_up):
     text = tuning.protocol_text(made_up)
     assert "trained for **3 epochs**, the horizon the tuned protocol trains for" in text
     assert "once from each **tuning seed (100, 101)**" in text
     assert "tuning seeds are never evaluation seeds (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)" in text
     assert "⚠ **Chosen on the edge of the rates tried:** `adagrad`'s best rate, 3.16, is the highest" in text
-    grid = tuning.grid_table(made_up).data
-    assert grid.loc["adagrad", "on the edge"] == "⚠ yes: the highest tried"
-    assert grid.loc["adam", "on the edge"] == "no"
-    assert grid.loc["adam", "coarse grid: rate → mean final val. accuracy"].count("→") == 5
-    assert grid.loc["adam", "fine grid"].count("→") == 4
-    assert "★ 0.001 → 97.55%" in grid.loc["adam", "coarse grid: rate → mean final val. accuracy"]
-    assert grid.loc["adam", "chosen rate"] == "0.001"
+    assert "`adam`" not in text.split("edge of the rates tried")[1]  # adam's best lies inside its range
 
 
 def test_the_learning_rate_section_shows_early_progress_and_unstable_rates(made_up):
@@ -760,12 +937,13 @@ def test_every_batch_size_shows_its_own_rate_budget_and_memory(made_up):
     assert list(table["epochs"]) == [3, 3, 3, 3, 100]
     assert table.loc["full", "optimizer steps"] == "100"
     assert (
-        table.loc["full", "peak memory: median [range] (repeats)"] == "200.0 MiB [199.0 MiB to 201.0 MiB] (3)"
+        table.loc["full", "peak memory, one run alone in a fresh process: median [range] (repeats)"]
+        == "200.0 MiB [199.0 MiB to 201.0 MiB] (3)"
     )
     assert table.loc["1", "analytic size"] == "802.1 KiB"
-    text = batch_sizes.batch_text(made_up.batch, made_up.claims, 0.9)
+    text = batch_sizes.batch_text(made_up.batch, 0.9)
     assert "batch 1: 3 epochs = 30,000 steps" in text and "batch full: 100 epochs = 100 steps" in text
-    assert "batch 1 vs batch full, per step at 100 steps" in text  # the budget the claims used
+    assert "(#tradeoffs)" in text  # the claims' budgets are said once, in the trade-off table
     assert "reaches 90%" in text
     for figure in (
         batch_sizes.curves_figure(made_up.batch_curves),
@@ -775,7 +953,8 @@ def test_every_batch_size_shows_its_own_rate_budget_and_memory(made_up):
 
 
 def test_landscapes_show_each_test_at_own_best_and_matched_step(made_up):
-    table = landscapes.share_table(made_up.landscapes).data
+    table = landscapes.share_table(made_up.landscapes, made_up.landscape_shares).data
+    table = table.set_index(["optimizer", "rate"])
     assert list(table.columns) == ["two_wells, reach", "two_wells, escape", "saddle, settle"]
     assert (
         table.loc[("momentum", "own best rate"), "two_wells, escape"] == "50.0%, median 0.5 crossings (η 0.1)"
@@ -791,10 +970,9 @@ def test_landscapes_show_each_test_at_own_best_and_matched_step(made_up):
 
 
 def test_the_variant_tables_and_figures_read_compare_numbers(made_up):
-    summary = findings.summary_table(made_up)
+    summary = findings.summary_table(made_up).data.set_index(["variant", "protocol"])
     assert list(summary.index.get_level_values("protocol")[:2]) == ["tuned", "at Keras' defaults"]
-    assert summary.loc[("sgd", "tuned"), "diverged runs"] == "1 of 10"
-    assert summary.loc[("sgd", "at Keras' defaults"), "unstable runs"] == "0 of 5"
+    assert summary.loc[("bgd", "tuned"), "learning rate"] == "0.316"
     assert summary.loc[("bgd", "tuned"), "epochs to 97%"] == "not reached"
     interval = made_up.interval("adam", "tuned", "test_accuracy")
     assert summary.loc[("adam", "tuned"), "test accuracy"] == results.ci(interval)
@@ -806,7 +984,9 @@ def test_the_variant_tables_and_figures_read_compare_numbers(made_up):
     assert "`sgd`, tuned (rate 0.01): 1 of 10 seeds unstable (seed 3); 1 diverged" in findings.unstable_text(
         made_up
     )
-    assert findings.cost_table(made_up).loc[("adam", "tuned"), "optimizer state"] == "795.1 KiB"
+    costs = findings.cost_table(made_up).data.set_index(["variant", "protocol"])
+    assert costs.loc[("adam", "tuned"), "optimizer state"] == "795.1 KiB"
+    assert "whole split" in " ".join(costs.columns)  # which memory this is: the training stage's
     for figure in (
         figures.learning_curves(made_up),
         figures.test_accuracy_figure(made_up),
@@ -825,6 +1005,7 @@ def test_sections_without_their_tables_say_so_in_one_line(tmp_path):
             "batch_tuning_path",
             "batch_curves_path",
             "landscapes_path",
+            "landscape_shares_path",
             "trajectories_path",
         ]
     )
@@ -835,11 +1016,10 @@ def test_sections_without_their_tables_say_so_in_one_line(tmp_path):
             tuning.protocol_text(tables),
             tuning.unstable_text(tables),
             momentum.sweep_text(tables.momentum),
-            batch_sizes.batch_text(tables.batch, tables.claims, 0.9),
+            batch_sizes.batch_text(tables.batch, 0.9),
             landscapes.landscapes_text(tables.landscapes),
         ]
         nothing = [
-            tuning.grid_table(tables),
             tuning.early_progress_table(tables),
             tuning.learning_rate_figure(tables),
             momentum.sweep_table(tables.momentum),
@@ -847,19 +1027,23 @@ def test_sections_without_their_tables_say_so_in_one_line(tmp_path):
             batch_sizes.batch_table(tables.batch),
             batch_sizes.curves_figure(tables.batch_curves),
             batch_sizes.tuning_figure(tables.batch_tuning),
-            landscapes.share_table(tables.landscapes),
+            landscapes.share_table(tables.landscapes, tables.landscape_shares),
             landscapes.trajectories_figure(tables.trajectories, tables.landscapes),
         ]
     assert all(text and "\n" not in text for text in texts)
     assert all(item is None for item in nothing)
 
 
+def made_up_target() -> str:
+    return f"{100 * STUDY.compare.target_accuracy:g}%"
+
+
 def test_a_variant_whose_every_run_diverged_still_reads(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning would be printed into the report
         tables = tables_of(tmp_path, failed=("adagrad",))
-        grid = tuning.grid_table(tables).data.loc["adagrad"]
-        summary = findings.summary_table(tables).loc[("adagrad", "tuned")]
+        summary = findings.summary_table(tables).data.set_index(["variant", "protocol"])
+        summary = summary.loc[("adagrad", "tuned")]
         texts = [tuning.protocol_text(tables), tuning.unstable_text(tables), findings.unstable_text(tables)]
         items = [
             tuning.early_progress_table(tables),
@@ -874,9 +1058,7 @@ def test_a_variant_whose_every_run_diverged_still_reads(tmp_path):
             figures.per_class_figure(tables),
         ):
             figure.savefig(BytesIO(), format="png")
-    assert grid["coarse grid: rate → mean final val. accuracy"].count("diverged (2/2 seeds)") == 5
-    assert (grid["chosen rate"], grid["its mean val. accuracy"], grid["on the edge"]) == ("0.001", "—", "no")
-    assert (summary["diverged runs"], summary["final val. accuracy"]) == ("10 of 10", "—")
+    assert (summary["test accuracy"], summary[f"epochs to {made_up_target()}"]) == ("9.80%", "not reached")
     assert "`adagrad`, tuned (rate 0.001): 10 of 10 seeds unstable" in texts[2]
     assert all(item is not None for item in items)
 

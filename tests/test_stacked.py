@@ -306,6 +306,20 @@ def test_a_cpu_gets_pinned_stacks_and_at_batch_1_stacks_that_fit_a_pinned_cache(
     assert stacked.stack_sizes(STUDY, "sgd", 15, cores=2, cache=2 * mib) == [15]
 
 
+def test_a_group_holds_pinned_bytes_on_a_cpu_and_what_a_gpus_free_memory_holds(monkeypatch):
+    member = stacked.member_bytes(STUDY, "bgd")  # full batch: the largest members
+    monkeypatch.setattr(stacked.runtime, "on_gpu", lambda: False)
+    monkeypatch.setattr(stacked.runtime, "free_memory_bytes", lambda: 1 << 50)
+    assert stacked.group_members(STUDY, "bgd") == stacked.GROUP_BYTES // member  # free memory plays no part
+    monkeypatch.setattr(stacked.runtime, "on_gpu", lambda: True)
+    monkeypatch.setattr(
+        stacked.runtime, "free_memory_bytes", lambda: int(12.5 * member / stacked.GPU_MEMORY_SHARE)
+    )
+    assert stacked.group_members(STUDY, "bgd") == 12
+    monkeypatch.setattr(stacked.runtime, "free_memory_bytes", lambda: 0)
+    assert stacked.group_members(STUDY, "bgd") == 1  # never empty
+
+
 CLOCKS = ("seconds", "train_seconds", "group_epoch_seconds")  # wall-clock time: the one thing that may differ
 
 

@@ -93,8 +93,8 @@ def entry(monkeypatch):
 def test_a_variants_stage_takes_its_name_from_dvc_stage(entry, monkeypatch):
     seen = []
     for argv, stage in [
-        (["train.py"], "train@adam"),
-        (["train.py", "sgd"], "train@adam"),
+        (["variant.py"], "variant@adam"),
+        (["variant.py", "sgd"], "variant@adam"),
         (["download.py"], "download"),
     ]:
         monkeypatch.setattr(sys, "argv", list(argv))

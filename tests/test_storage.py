@@ -2,10 +2,11 @@
 and a password never shows."""
 
 import sys
+import threading
 import types
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from study import storage
 from study.errors import StudyError
@@ -100,7 +101,7 @@ def test_a_refusing_database_is_one_line_with_its_password_scrubbed(monkeypatch)
     monkeypatch.setitem(sys.modules, "psycopg", types.ModuleType("psycopg"))
     url = storage.check(f"postgresql://study:{PASSWORD}@db.example/optuna", storage.ENVIRONMENT)
 
-    def refusing(connection_string):
+    def refusing(connection_string, **settings):
         quoted = f"connection to {connection_string} failed: password {PASSWORD!r} refused"
         raise OperationalError(
             quoted + "\n(Background on this error at: https://sqlalche.me/e/20/e3q8)", {}, None
@@ -110,6 +111,56 @@ def test_a_refusing_database_is_one_line_with_its_password_scrubbed(monkeypatch)
     with pytest.raises(StudyError, match="cannot be opened") as error:
         storage.open_storage(url)
     assert "\n" not in str(error.value) and PASSWORD not in str(error.value)
+
+
+def test_workers_creating_the_tables_at_once_open_on_a_retry_and_a_refusal_is_not_retried(monkeypatch):
+    """Workers started together on a fresh database all create Optuna's tables: the losers see a
+    duplicate table and open again; a refusing server is one line at once."""
+    monkeypatch.setitem(sys.modules, "psycopg", types.ModuleType("psycopg"))
+    url = storage.check(f"postgresql://study:{PASSWORD}@db.example/optuna", storage.ENVIRONMENT)
+    calls = []
+
+    def racing(connection_string, **settings):
+        calls.append(settings)
+        if len(calls) == 1:
+            raise ProgrammingError("CREATE TABLE studies", {}, Exception("relation already exists"))
+        return "opened"
+
+    monkeypatch.setattr(storage.optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(storage.time, "sleep", lambda seconds: None)
+    assert storage.open_storage(url, heartbeat=2, grace=5) == "opened"
+    assert calls == [{"heartbeat_interval": 2, "grace_period": 5}] * 2
+
+    def refusing(connection_string, **settings):
+        calls.append(settings)
+        raise OperationalError("connect", {}, Exception("connection refused"))
+
+    calls.clear()
+    monkeypatch.setattr(storage.optuna.storages, "RDBStorage", refusing)
+    with pytest.raises(StudyError, match="cannot be opened"):
+        storage.open_storage(url)
+    assert len(calls) == 1
+
+
+def test_exclusive_lets_one_holder_at_a_time_on_a_sqlite_file(tmp_path):
+    rdb = storage.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    events = []
+    holding = threading.Event()
+
+    def second():
+        holding.wait()
+        with storage.exclusive(rdb, "enqueue"):
+            events.append("second holds")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with storage.exclusive(rdb, "enqueue"):
+        holding.set()
+        thread.join(timeout=0.5)
+        assert thread.is_alive()  # it waits for the lock ...
+        events.append("first releases")
+    thread.join(timeout=10)
+    assert events == ["first releases", "second holds"]  # ... and takes it once released
 
 
 def test_mask_hides_what_stands_in_a_passwords_place():

@@ -69,7 +69,7 @@ def test_training_without_tuning_says_which_stage_to_run(workspace):
     (workspace / "tuning" / "adam" / "best.json").unlink()
     process = stage(workspace, "stages.train", "adam")
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 2 and "dvc repro tune@adam" in err.strip().splitlines()[-1]
+    assert process.returncode == 2 and "dvc repro variant@adam" in err.strip().splitlines()[-1]
 
 
 def test_reruns_give_identical_numbers_and_record_their_environment(workspace):

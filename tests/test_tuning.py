@@ -5,6 +5,7 @@ flagged, the test split never read, and an interrupted search resumed without re
 import csv
 import json
 import sys
+import time
 
 import optuna
 import pytest
@@ -192,8 +193,9 @@ def test_an_interrupted_search_resumes_without_retraining_told_rates(workspace, 
         tuning.search(study, "adam", url, train, validation)
     monkeypatch.setattr(tuning, "score_rates", real_score_rates)
     record = optuna.load_study(study_name=tuning.study_name(study, "adam"), storage=url)
-    running = [t.number for t in record.trials if t.state == optuna.trial.TrialState.RUNNING]
-    assert len(running) == 2  # the fine grid's trials, asked but never told
+    failed = [t.number for t in record.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 2  # the fine grid's trials, claimed, then failed by the interrupted worker
+    assert not [t for t in record.trials if t.state == optuna.trial.TrialState.RUNNING]
 
     trained.clear()
     rows = tuning.search(study, "adam", url, train, validation)
@@ -201,7 +203,8 @@ def test_an_interrupted_search_resumes_without_retraining_told_rates(workspace, 
     assert len(trained) == 1 and sorted(set(trained[0][1])) == fine  # the coarse grid is not trained again
     assert len(rows) == 2 * (3 + 2)
     record = optuna.load_study(study_name=tuning.study_name(study, "adam"), storage=url)
-    assert {record.trials[n].state for n in running} == {optuna.trial.TrialState.FAIL}
+    assert {record.trials[n].state for n in failed} == {optuna.trial.TrialState.FAIL}
+    assert len([t for t in record.trials if t.state in tuning._TOLD]) == 3 + 2  # each rate told once
 
     trained.clear()
     assert tuning.search(study, "adam", url, train, validation) == rows  # a finished search is not redone
@@ -320,3 +323,22 @@ def test_the_fine_grid_is_a_quarter_decade_apart_around_the_best_and_reaches_pas
 
 def test_the_grid_is_log_spaced_over_the_range():
     assert tuning.grid(1.0e-4, 1.0, 9) == [1e-4, 3.162e-4, 1e-3, 3.162e-3, 0.01, 0.03162, 0.1, 0.3162, 1.0]
+
+
+def test_only_a_trial_silent_past_the_grace_period_is_failed_and_its_rate_enqueued_again(workspace):
+    """Workers share the study: a running trial whose worker still beats is left alone; one whose
+    heartbeat fell silent past the grace period is failed, and its rate waits for another worker."""
+    study = params.load(workspace / "params.yaml")
+    shared = tuning._open(study, "adam", f"sqlite:///{workspace / 'optuna.db'}", heartbeat=1, grace=2)
+    tuning._settle(shared, "coarse", COARSE)
+    claimed = tuning._claim(shared, COARSE, limit=2)
+    assert list(claimed) == COARSE[:2]  # in the grid's order, as many as asked
+    alive, silent = claimed.values()
+    with tuning._heartbeats(shared, [alive]):
+        time.sleep(3.5)
+        tuning._settle(shared, "coarse", COARSE)
+    states = {t._trial_id: t.state for t in shared.record.trials}
+    assert states[alive] == optuna.trial.TrialState.RUNNING
+    assert states[silent] == optuna.trial.TrialState.FAIL
+    waiting = shared.record.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert sorted(t.system_attrs["fixed_params"]["learning_rate"] for t in waiting) == [COARSE[1], COARSE[2]]
