@@ -86,16 +86,8 @@ def copy_project(repo: Path, overrides: list[str], env: dict) -> None:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns(*OUTPUTS), dirs_exist_ok=True)
         else:
             shutil.copy(source, target)
-    yaml = YAML()
-    raw = yaml.load((repo / "params.yaml").read_text())
-    for override in overrides:
-        key, _, value = override.partition("=")
-        *parents, last = key.split(".")
-        node = raw
-        for part in parents:
-            node = node[part]
-        node[last] = YAML(typ="safe").load(value)
-    yaml.dump(raw, repo / "params.yaml")
+    if overrides:  # as it is otherwise: dvc.lock records its hash, and a rewrite would change it
+        override(repo / "params.yaml", overrides)
     # DVCLive wants a commit to attach its experiment to, as in a real clone.
     identity = {
         f"GIT_{who}_{what}": value
@@ -106,25 +98,39 @@ def copy_project(repo: Path, overrides: list[str], env: dict) -> None:
         subprocess.run(command, cwd=repo, env=env | identity, check=True)
 
 
+def override(path: Path, overrides: list[str]) -> None:
+    """params.yaml with each `key=value` (a YAML value) set."""
+    yaml = YAML()
+    raw = yaml.load(path.read_text())
+    for setting in overrides:
+        key, _, value = setting.partition("=")
+        *parents, last = key.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[last] = YAML(typ="safe").load(value)
+    yaml.dump(raw, path)
+
+
 def keep_results(repo: Path) -> None:
-    """The fresh copy's outputs, dvc.lock and DVC cache, over the project's: its code and params are
-    the project's own, so `dvc status` there is then clean. Git's and DVC's own state stay the project's."""
-    own = {".git", ".dvc/config", ".dvc/tmp", ".dvc/.gitignore", *PROJECT}
+    """The fresh copy's results over the project's: every output dvc.lock lists (each replaced whole,
+    so no file of an older run stays), dvc.lock itself and DVC's cache. The code and params are the
+    project's own, so `dvc status` there is then clean."""
     lock = YAML(typ="safe").load((repo / "dvc.lock").read_text())
-    for stage in lock["stages"].values():  # an output is replaced whole: no file of an older run stays
-        for out in stage.get("outs", []):
-            target = ROOT / out["path"]
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    for source in repo.rglob("*"):
-        relative = source.relative_to(repo)
-        if any(relative == Path(o) or Path(o) in relative.parents for o in own) or source.is_dir():
-            continue
-        target = ROOT / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+    outs = sorted({out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])})
+    for path in outs:
+        source, target = repo / path, ROOT / path
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        if source.is_dir():
+            shutil.copytree(source, target)
+        elif source.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    shutil.copy2(repo / "dvc.lock", ROOT / "dvc.lock")
+    shutil.copytree(repo / ".dvc" / "cache", ROOT / ".dvc" / "cache", dirs_exist_ok=True)
 
 
 def cpu_peak(env: dict) -> float:
