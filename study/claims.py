@@ -61,7 +61,8 @@ def roles(variants: dict) -> dict:
 
     plain: mini-batch SGD without momentum or schedule; stochastic: the same at batch 1; full: at the
     whole split; momentum / nesterov: SGD with momentum at plain's batch size, without / with Nesterov's
-    look-ahead; adaptive: Adam, RMSprop and Adagrad at plain's batch size; scheduled: plain SGD with a
+    look-ahead; adaptive: every optimizer whose settings say it is (`adaptive`: Adam, RMSprop, Adagrad)
+    at plain's batch size; scheduled: plain SGD with a
     schedule. A part no variant plays is absent.
     """
 
@@ -82,7 +83,7 @@ def roles(variants: dict) -> dict:
             continue
         if v.optimizer == "sgd" and v.momentum > 0 and v.schedule is None:
             found.setdefault("nesterov" if v.nesterov else "momentum", name)
-        elif v.optimizer in ("adam", "rmsprop", "adagrad") and v.schedule is None:
+        elif v.adaptive and v.schedule is None:
             found["adaptive"].append(name)
         elif v.optimizer == "sgd" and v.momentum == 0 and v.schedule is not None:
             found["scheduled"].append(name)

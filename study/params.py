@@ -12,7 +12,7 @@ import itertools
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -144,6 +144,10 @@ BatchSize = PositiveInt | Literal["full"]
 
 
 class VariantBase(Strict):
+    # Whether the optimizer scales each weight's step by that weight's own gradient history (Adam,
+    # RMSprop, Adagrad): what makes a variant "adaptive" to the claims (study/claims.py, `roles`), so
+    # that a new optimizer family (say AdamW) says so here, with its settings, and nowhere else.
+    adaptive: ClassVar[bool] = False
     batch_size: BatchSize
     learning_rate: LearningRate
     search: Annotated[list[LearningRate], Field(min_length=2, max_length=2)]
@@ -173,6 +177,7 @@ Epsilon = Annotated[float, Field(gt=0, le=1)]
 
 
 class AdamVariant(VariantBase):
+    adaptive: ClassVar[bool] = True
     optimizer: Literal["adam"]
     beta_1: Annotated[float, Field(ge=0, lt=1)] = 0.9
     beta_2: Annotated[float, Field(ge=0, lt=1)] = 0.999
@@ -180,6 +185,7 @@ class AdamVariant(VariantBase):
 
 
 class RMSpropVariant(VariantBase):
+    adaptive: ClassVar[bool] = True
     optimizer: Literal["rmsprop"]
     rho: Annotated[float, Field(ge=0, lt=1)] = 0.9
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
@@ -187,6 +193,7 @@ class RMSpropVariant(VariantBase):
 
 
 class AdagradVariant(VariantBase):
+    adaptive: ClassVar[bool] = True
     optimizer: Literal["adagrad"]
     initial_accumulator_value: Annotated[float, Field(ge=0, le=1e6)] = 0.1
     epsilon: Epsilon = 1e-7

@@ -1,12 +1,14 @@
 """The verdict logic on made-up measurements: what the records say is what the claims table says."""
 
+from typing import ClassVar, Literal
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from study import analysis, answers, claims, verdicts
 from study.claims import Evidence
-from study.params import AdamVariant, SGDVariant
+from study.params import AdamVariant, SGDVariant, VariantBase
 from study.statistics import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED
 from study.verdicts import MIXED, NOT_TESTED, Rules
 
@@ -191,6 +193,19 @@ def test_roles_come_from_settings_not_names():
     found = claims.roles({"x": sgd(batch="full"), "y": sgd(batch=1), "z": sgd(), "w": sgd(momentum=0.9)})
     assert (found["full"], found["stochastic"], found["plain"], found["momentum"]) == ("x", "y", "z", "w")
     assert "nesterov" not in found
+
+
+def test_a_new_adaptive_optimizer_family_is_adaptive_by_its_settings_class_alone():
+    class AdamWVariant(VariantBase):  # what adding AdamW to study/params.py would look like
+        adaptive: ClassVar[bool] = True
+        optimizer: Literal["adamw"]
+        weight_decay: float = 0.004
+
+    adamw = AdamWVariant(optimizer="adamw", batch_size=32, learning_rate=0.001, search=[1e-4, 0.1])
+    variants = {"plain": sgd(), "decayed": adamw, "adam": VARIANTS["adaptive"], "wide": sgd(batch=64)}
+    found = claims.roles(variants)
+    assert found["adaptive"] == ["decayed", "adam"]  # no list of optimizer names anywhere
+    assert "weight_decay" in adamw.model_dump() and "adaptive" not in adamw.model_dump()  # not a setting
 
 
 def test_a_run_at_chance_counts_as_unstable():
