@@ -8,11 +8,11 @@ Three comparisons, each on the same data (the prepared training split, or its fi
   trainer, whose cost per run is the group's time / 15;
 - batch 32 (variant `mbgd`): the same, with a group of 10 (as the tuned protocol's 10 evaluation seeds);
 - the tuning grid of one variant (`mbgd`): every rate of its coarse and fine grids on every tuning seed,
-  as the tune stage trains them (each grid one stacked group: `study.tuning.score_rates`), against the
-  same (rate, seed) runs one by one with compiled fit;
+  as the variant stage's tuning trains them (each grid one stacked group: `study.tuning.score_rates`),
+  against the same (rate, seed) runs one by one with compiled fit;
 - the five-seed study: every variant in params.yaml x 5 seeds, one by one with compiled fit (compiled
   as study/training.py compiles it), against one stacked group per variant plus the short solo timing
-  run (`measure_solo`) the train stage makes for each variant's honest seconds. Plain fit is left out
+  run (`measure_solo`) the variant stage makes for each variant's honest seconds. Plain fit is left out
   here: its batch-1 runs alone would take about half an hour on the full data.
 
 A time is the wall-clock seconds of the whole training call: model set-up, XLA compilation, every step,
@@ -121,7 +121,7 @@ def compare_single(study, variant: str, members: int, epochs: int, train, valida
 
 
 def compare_tuning_grid(study, variant: str, train, validation) -> dict:
-    """The tune stage's search for `variant` (coarse grid, then fine grid around its best; every rate on
+    """The variant stage's search for `variant` (coarse grid, then fine grid around its best; every rate on
     every tuning seed, at the tuning horizon), stacked as the stage trains it, then the same runs one by
     one with compiled fit."""
     budget = with_epochs(study, study.tune_epochs)
@@ -313,7 +313,7 @@ def markdown(results: dict) -> str:
     fit_per_run, stacked_per_run = g["compiled_fit_seconds"] / g["runs"], g["stacked_seconds"] / g["runs"]
     lines.append(
         f"| tuning grid (`{g['variant']}`: {len(g['rates'])} rates × {len(g['seeds'])} tuning seeds, "
-        f"as the tune stage groups them) | {g['epochs']} | {results['batch_32']['steps_per_run']:,} | — "
+        f"as its tuning groups them) | {g['epochs']} | {results['batch_32']['steps_per_run']:,} | — "
         f"| {fit_per_run:.2f} | {stacked_per_run:.2f} | — | **{g['speedup_vs_compiled_fit']:.1f}×** | — "
         f"| ≥{TARGETS['tuning_grid']:g}× |"
     )

@@ -23,7 +23,7 @@ from study.errors import StudyError
 PARAMS_FILE = "params.yaml"
 IMAGE_PIXELS, CLASSES = 28 * 28, 10  # MNIST's images and digits: the network's input and output widths
 # Every variant trains under both: at its own learning rate from params.yaml, and at the rate the
-# tune stage chose for it on the validation split with the same budget as every other variant.
+# variant's tuning chose for it on the validation split with the same budget as every other variant.
 PROTOCOLS = ("defaults", "tuned")
 
 
