@@ -12,13 +12,15 @@ take `full_batch_steps` steps (one per epoch); the other sizes train train.epoch
 scored at log-spaced steps and after every epoch (`checkpoint_steps`), so sizes compare at equal
 epochs, steps and seconds. Seconds are steps x what a step costs one run alone (`measure_solo`, timed
 in this process with nothing else running). Peak memory is measured `memory_repeats` times per size,
-each in a fresh process that measures one run of one size only: in one process, memory freed by an
-earlier measurement is reused unseen and would read as none. Those processes run while the sizes tune
-(their figure is their own process's, whatever else runs), two at a time on two cores.
+each in a process of its own that measures one run of one size, with nothing but imports run before
+it: in one process, memory freed by an earlier measurement is reused unseen and would read as none.
+They are forked from a server that has only imported what this module imports (TensorFlow among them),
+so none imports TensorFlow again. They run while the sizes tune (their figure is their own process's,
+whatever else runs), two at a time on two cores.
 
 Writes sweeps/batch_size/batch-<size>/ (seed-<s>/record.json per run, tuning.json, memory.json) and
 from them, through study/batch_sizes.py: metrics/batch_size.csv (one row per run),
-metrics/batch_tuning.csv (every trial), metrics/batch_memory.csv (every fresh process),
+metrics/batch_tuning.csv (every trial), metrics/batch_memory.csv (every memory process),
 metrics/batch_size.json (per size, means with 95% intervals, for `dvc metrics`) and
 plots/batch_size_curves.csv (every validation score, for `dvc plots`).
 """
@@ -41,7 +43,11 @@ from study.params import SGDVariant, Study
 from study.stacked import IMAGE_PIXELS, measure_solo, slots, train_group
 from study.tuning import choose, coarse_then_fine, mean_scores, score_rates
 
-MEMORY_PROCESSES = 2  # fresh processes at once: each spends ~3.5 s importing TensorFlow, mostly on one core
+MEMORY_PROCESSES = 2  # at once: forked, each costs ~1.8 s of CPU (spawned ~5.5 s, ~4 of them importing)
+# What the memory processes' fork server imports: what this module imports, TensorFlow and Keras with
+# study.stacked, but not this module itself. Each child runs it again as its __main__ (as `python -m`
+# ran it here), and runpy warns when the module is already imported; with these imported, that is quick.
+FORKSERVER_PRELOAD = ["study.analysis", "study.batch_sizes", "study.stacked", "study.tuning", "tqdm"]
 
 
 def sweep_study(study: Study) -> Study:
@@ -106,7 +112,8 @@ def tune(sized: Study, name: str, train, validation, on_epoch) -> dict:
 
 
 def measure_memory_alone(sized: Study, name: str) -> dict:
-    """One run of one size alone, in this fresh process (`measure_solo`): its peak memory and this pid."""
+    """One run of one size alone, in a process of its own (`measure_solo`): its peak memory and its pid."""
+    runtime.map_inherited_file_pages()
     runtime.setup_device()
     x, y = data.load_split("data/prepared", "train")
     solo = measure_solo(sized, name, (x[: sized.n_train], y[: sized.n_train]))
@@ -177,9 +184,15 @@ def main() -> None:
     tuned, clock = {}, {name: {} for name in sized}
     with tqdm(total=total, desc=f"batch-size sweep ({len(sized)} sizes)", unit="epoch") as progress:
         advance = lambda _, rows, __: progress.update(len(rows))  # noqa: E731
-        # Every memory measurement in its own fresh process (max_tasks_per_child=1), while the sizes tune.
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(MEMORY_PROCESSES, mp_context=spawn, max_tasks_per_child=1) as pool:
+        # Every memory measurement in a process of its own (max_tasks_per_child=1), while the sizes tune,
+        # forked from a server that has imported TensorFlow and Keras (FORKSERVER_PRELOAD) and done
+        # nothing else: no tensor, op or TensorFlow runtime (thread pools, devices) exists there, so a
+        # child inherits none and starts TensorFlow's runtime itself, as a spawned process would.
+        # PeakMemory counts the peak above the level just before the run, so what a child shares with
+        # the server does not count (`runtime.map_inherited_file_pages`: for library pages too).
+        forkserver = multiprocessing.get_context("forkserver")
+        forkserver.set_forkserver_preload(FORKSERVER_PRELOAD)
+        with ProcessPoolExecutor(MEMORY_PROCESSES, mp_context=forkserver, max_tasks_per_child=1) as pool:
             pending = {
                 name: [pool.submit(measure_memory_alone, s, name) for _ in range(settings.memory_repeats)]
                 for name, s in sized.items()
@@ -209,7 +222,7 @@ def main() -> None:
             f"trained in {seconds['trained']:.1f} s"
         )
     tqdm.write(
-        f"memory: {len(sized) * settings.memory_repeats} fresh processes, {waited:.1f} s waited after tuning"
+        f"memory: {len(sized) * settings.memory_repeats} processes, {waited:.1f} s waited after tuning"
     )
 
     sweep_dir = Path("sweeps/batch_size")

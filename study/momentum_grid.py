@@ -115,14 +115,16 @@ def train_sweep(
     study: Study, train, validation, on_epoch: Callable[[int, list], None] | None = None
 ) -> list[dict]:
     """Train the whole grid, one stacked group per (momentum, nesterov); one record per setting and
-    seed, in the grid's order: the run's record plus its setting, momentum, nesterov, effective_step."""
+    seed (seed by seed within a group): the run's record plus its setting, momentum, nesterov,
+    effective_step."""
     by_group = groups(study.momentum_sweep)
     variants = {name: group_variant(study.momentum_sweep, members) for name, members in by_group.items()}
     sweep = study.model_copy(update={"variants": variants})
     seeds = sweep_seeds(study)
     records = []
     for name, members in by_group.items():
-        runs = [(setting, seed) for setting in members for seed in seeds]
+        # Seed by seed: one seed's settings read the same batches and train as one stack (study/stacked.py).
+        runs = [(setting, seed) for seed in seeds for setting in members]
         results = train_group(
             sweep,
             name,

@@ -145,3 +145,34 @@ def _read_hwm() -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def map_inherited_file_pages() -> None:
+    """In a process forked from a fork server that has only imported, map the file pages (libraries'
+    code and data) that the server has mapped, as a spawned process has them after its own imports.
+
+    On fork, Linux does not copy the page-table entries of file mappings: the child maps each such page
+    again when it first touches it, and its RSS grows. The ~300 MiB that the server's imports mapped
+    would then count, as far as the run touches them (~8 MiB), as the run's own memory. Mapping them
+    first takes ~0.2 s. Only mappings identical in both processes are touched; where /proc cannot be
+    read (not Linux), nothing is.
+    """
+    page, server = os.sysconf("SC_PAGE_SIZE"), os.getppid()
+    with (
+        contextlib.suppress(OSError),
+        open("/proc/self/maps") as own,
+        open(f"/proc/{server}/maps") as maps,
+        open(f"/proc/{server}/pagemap", "rb") as pagemap,
+    ):
+        mine = set(own)
+        for line in maps:
+            fields = line.split()
+            if line not in mine or len(fields) < 6 or fields[1][0] != "r" or not fields[5].startswith("/"):
+                continue  # not here alike, not readable or not a file's
+            if fields[5].startswith("/dev/"):
+                continue  # a device's memory: never touched
+            start, end = (int(address, 16) for address in fields[0].split("-"))
+            pagemap.seek(start // page * 8)  # one 8-byte entry per page; bit 63: mapped
+            entries = np.frombuffer(pagemap.read((end - start) // page * 8), np.uint64)
+            for i in np.flatnonzero(entries >> np.uint64(63)):
+                ctypes.string_at(start + int(i) * page, 1)

@@ -2,10 +2,10 @@
 
 Why: under `model.fit`, a run of this small network spends most of each step outside its arithmetic
 (a step at batch 1 is about 0.3 MFLOP). Here a group of runs that share an optimizer variant and a
-batch size (its seeds, and later its learning-rate grid) trains in XLA-compiled TensorFlow programs:
-a `tf.while_loop` runs a whole epoch of steps without returning to Python, and every step advances
-every member of the program. benchmarks/bench_training.py measures the gain against plain and
-compiled fit.
+batch size (its seeds, and later its learning-rate grid) trains in compiled TensorFlow programs
+(XLA-compiled for runs of XLA_MIN_STEPS steps or more): a `tf.while_loop` runs a whole epoch of steps
+without returning to Python, and every step advances every member of the program.
+benchmarks/bench_training.py measures the gain against plain and compiled fit.
 
 A group runs as one program (a `Stack`) on a GPU, and on a CPU as a few stacks side by side, one
 thread each (`stack_sizes` says why and how many): a `Group`. A member's result depends on its own
@@ -25,7 +25,8 @@ How the stacking works:
 - Data. Member i shuffles the training split every epoch with its own `numpy.random.default_rng(seed_i)`
   (`epoch_orders`); a step gathers each member's batch, images [members, batch, 784]. A member's
   initial weights, data order and learning rate depend on its own seed and settings only, never on
-  its group or its position in it.
+  its group or its position in it. Members of one seed read the same batches: a stack that holds only
+  such members (`seed_stacks`) gathers a batch once, [batch, 784], for all of them.
 - Optimizer. One Keras optimizer, built from the variant's params as `build_optimizer` builds it,
   updates the stacked weights. Every optimizer in the study updates each weight element by element,
   so this is exactly one optimizer per member. Its learning rate is a `MemberLearningRates` schedule
@@ -81,6 +82,13 @@ class _NotRetracing(logging.Filter):
 
 tf.get_logger().addFilter(_NotRetracing())
 CACHE_BOUND_BATCH = 4  # batches this small train faster in stacks that fit a core's cache (`stack_sizes`)
+# A training program is XLA-compiled (when train.jit_compile) only for runs of at least XLA_MIN_STEPS
+# optimizer steps. Measured on the 2-core CPU: compiling costs 0.4-0.6 s a program and saves about
+# 0.5 ms a step at batch 32 (4 members: 0.45 ms a step against 1.0 ms in TensorFlow's graph mode), so
+# it pays from about a thousand steps on; a full-batch step (0.65 s for 5 members) is one set of large
+# products either way. Scoring is never XLA-compiled: a few large products, as fast in graph mode
+# (0.30 s against 0.33 s for 14 members on the validation split), without the compilation.
+XLA_MIN_STEPS = 1000
 # How a group splits, pinned (see the module's docstring): into STACKS stacks side by side on a CPU, at
 # batches up to CACHE_BOUND_BATCH into stacks small enough for STACK_CACHE_BYTES of cache (a core's L2
 # on the 2-core CPU `stack_sizes` was measured on), and a group holds at most GROUP_BYTES of members
@@ -320,6 +328,7 @@ def _train_one_group(
                 "optimizer_state_bytes": group.optimizer_state_bytes(),
                 "group_size": group.size,
                 "stack_sizes": group.stack_sizes,  # how the group ran: one compiled program per stack
+                "xla": group.xla,  # whether those programs were XLA-compiled (XLA_MIN_STEPS)
                 "group_epoch_seconds": wall_by_epoch,  # the group's own clock, whatever `seconds` says
                 "history": histories[i],
             }
@@ -379,7 +388,9 @@ def stack_sizes(
     At batches up to CACHE_BOUND_BATCH a step's arithmetic is too little to hide its memory traffic,
     so there a core's stack is split further until each fits the core's L2 cache (`step_bytes`):
     batch 1, 15 members: 20 µs as one stack, 13.5 µs as two, 8.2 µs as four (4, 4, 4, 3). At batch 8
-    that split gains 4%, less than the compilation each extra stack costs (about 0.7 s). A member whose
+    that split gains 4%, and at batch 32 nothing: 14 members of plain SGD or Adam as (4, 4, 3, 3)
+    rather than (7, 7) trained a whole variant stage in the same time (38-40 s and 52 s), the compiled
+    programs' cost (about 0.5 s a stack) eating what the smaller stacks gained. A member whose
     step alone outgrows the cache (full-batch descent) has ops big enough to share the cores well: its
     group stays one stack.
     """
@@ -394,6 +405,30 @@ def stack_sizes(
         stacks *= -(-per_core * member // cache)
     stacks = min(members, stacks)
     return [len(part) for part in np.array_split(np.arange(members), stacks)]
+
+
+def seed_stacks(study: Study, variant_name: str, seeds: list[int]) -> list[int] | None:
+    """One stack per seed, where the seeds come in runs (a grid's settings, seed by seed) of at least two
+    members, at least as many as `STACKS`, at a batch above CACHE_BOUND_BATCH; else None.
+
+    A stack of one seed's members gathers each batch once and runs every layer of all of them as one
+    product (`Stack.shared_order`). Measured on the 2-core CPU, momentum 0.9 at batch 32, 3 rates x 5
+    seeds: 2.9 s an epoch as five such stacks of 3 against 3.6 s as (8, 7) with the seeds mixed. At
+    small batches a step's products are too small to gain, and stacks must fit the cache
+    (`stack_sizes`); a full batch is shared by every member already. A function of the params and the
+    seeds alone, like `stack_sizes`.
+    """
+    runs = [len(list(run)) for _, run in itertools.groupby(seeds)]
+    if (
+        runtime.on_gpu()
+        or study.batch_size(variant_name) <= CACHE_BOUND_BATCH
+        or step_bytes(study, variant_name) > STACK_CACHE_BYTES
+        or len(runs) != len(set(seeds))  # a seed in two places: not seed by seed
+        or len(runs) < STACKS
+        or min(runs) < 2
+    ):
+        return None
+    return runs
 
 
 def step_bytes(study: Study, variant_name: str) -> int:
@@ -421,13 +456,16 @@ class Group:
         rates = learning_rates or [study.variant(variant_name).learning_rate] * len(seeds)
         if len(rates) != len(seeds):
             raise StudyError(f"{len(rates)} learning rates for {len(seeds)} seeds: give one per seed")
-        self.stack_sizes = stack_sizes(study, variant_name, len(seeds))
+        self.stack_sizes = seed_stacks(study, variant_name, seeds) or stack_sizes(
+            study, variant_name, len(seeds)
+        )
         self.bounds = list(itertools.pairwise(np.cumsum([0, *self.stack_sizes]).tolist()))
         self.stacks = [Stack(study, variant_name, seeds[a:b], rates[a:b]) for a, b in self.bounds]
         first = self.stacks[0]
         self.size, self.n_train, self.batch_size = len(seeds), first.n_train, first.batch_size
         self.steps_per_epoch, self.batches = first.steps_per_epoch, first.batches
         self.rates = [rate for stack in self.stacks for rate in stack.rates]
+        self.xla = first.xla
 
     @property
     def alive(self) -> np.ndarray:
@@ -472,6 +510,10 @@ class Stack:
         self.batch_size = study.batch_size(variant_name)
         self.steps_per_epoch = study.steps_per_epoch(variant_name)
         self.full_batch = self.batch_size >= self.n_train
+        # Members of one seed read the same images in the same order (`epoch_orders`): a stack of such
+        # members (a tuning grid's rates on one seed) gathers each batch once, and each layer of all its
+        # members is one large product rather than one small product per member (`logits`).
+        self.shared_order = len(set(seeds)) == 1
         self.rates = [float(rate) for rate in learning_rates]  # one per seed: `Group` checks
 
         # Member i starts where the per-run trainer starts from seed i.
@@ -493,9 +535,10 @@ class Stack:
         self.optimizer = OPTIMIZERS[variant.optimizer](learning_rate=schedule, **settings)
         self.optimizer.build(self.weights)
         self.alive = np.ones(self.size, dtype=bool)
-        # One compiled program each per group (the group's variables are part of it).
-        self._compiled_steps = tf.function(self._steps, jit_compile=study.train.jit_compile)
-        self._compiled_score = tf.function(self._score, jit_compile=study.train.jit_compile)
+        # One compiled program each per stack (the stack's variables are part of it).
+        self.xla = study.train.jit_compile and self.steps_per_epoch * study.train.epochs >= XLA_MIN_STEPS
+        self._compiled_steps = tf.function(self._steps, jit_compile=self.xla)
+        self._compiled_score = tf.function(self._score, jit_compile=False)
 
     def logits(self, x):
         """x: each member's own images [members, batch, 784], or images all members share [batch, 784]."""
@@ -535,6 +578,9 @@ class Stack:
         def step(i, alive, loss_sum, correct):
             if self.full_batch:  # every member takes the whole split, read in place
                 images, labels = x, tf.broadcast_to(y, [self.size, self.batch_size])
+            elif self.shared_order:  # every member takes the same batch
+                images = tf.gather(x, indices[i, 0])
+                labels = tf.broadcast_to(tf.gather(y, indices[i, 0]), [self.size, self.batch_size])
             else:
                 images, labels = tf.gather(x, indices[i]), tf.gather(y, indices[i])
             real = tf.cast(tf.range(self.batch_size) < counts[i], tf.float32)  # 0 on a last batch's padding

@@ -81,7 +81,8 @@ def score_rates(
     (`Study.tune_epochs`); one row per (rate, seed): its final and first-epoch validation accuracy,
     its first and final training loss, and whether it diverged. Never sees the test split."""
     budget = study.model_copy(update={"train": study.train.model_copy(update={"epochs": study.tune_epochs})})
-    members = [(rate, seed) for rate in rates for seed in study.tune.seeds]
+    # Seed by seed, so that a stack holds one seed's rates, which read the same batches (study/stacked.py).
+    members = [(rate, seed) for seed in study.tune.seeds for rate in rates]
     results = train_group(
         budget,
         variant_name,
@@ -91,9 +92,8 @@ def score_rates(
         [rate for rate, _ in members],
         on_epoch=on_epoch,
     )
-    return [
-        _trial_row(rate, seed, result.record) for (rate, seed), result in zip(members, results, strict=True)
-    ]
+    records = {member: result.record for member, result in zip(members, results, strict=True)}
+    return [_trial_row(rate, seed, records[rate, seed]) for rate in rates for seed in study.tune.seeds]
 
 
 def _trial_row(rate: float, seed: int, record: dict) -> dict:

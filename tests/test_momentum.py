@@ -144,11 +144,13 @@ def test_a_member_of_a_group_trains_as_its_setting_alone(swept):
     (result,) = train_group(alone, setting.group, [1], *splits, learning_rates=[setting.learning_rate])
     in_group = read_record(swept, setting, 1)
     assert in_group["group_size"] == 4
+    # In its group, a seed's settings share each batch and each layer's product (study/stacked.py's
+    # seed_stacks): the same math, summed in another order than alone.
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
         np.testing.assert_allclose(
             [row[key] for row in in_group["history"]],
             [row[key] for row in result.record["history"]],
-            rtol=1e-5,
-            atol=1e-5,
+            rtol=1e-4,
+            atol=1e-4,
         )
     assert in_group["diverged"] == result.record["diverged"]

@@ -170,6 +170,19 @@ def test_each_member_trains_with_its_own_learning_rate(run):
     assert not np.allclose(weights(group[0])[0], weights(group[1])[0])
 
 
+@pytest.mark.parametrize("variant", ["mbgd", "adam", "sgd"])
+def test_members_of_one_seed_share_their_batches_and_train_as_they_would_alone(run, variant):
+    """A tuning grid's rates on one seed read the same batches: their stack gathers each batch once and
+    computes every member's layer as one product, the same math summed in another order."""
+    rates = (0.003, 0.01, 0.03) if variant == "adam" else (0.03, 0.1, 0.3)
+    group = run(variant, (4, 4, 4), rates)
+    assert stacked.Stack(STUDY, variant, [4, 4], [0.1, 0.2]).shared_order
+    assert not stacked.Stack(STUDY, variant, [4, 5], [0.1, 0.2]).shared_order
+    for member, rate in zip(group, rates, strict=True):
+        assert_same_run(member, run(variant, (4,), (rate,))[0], tolerance=KERAS)
+    assert not np.allclose(weights(group[0])[0], weights(group[1])[0])
+
+
 EXPLODING = 1e10  # SGD's steps overflow float32 within the first epoch
 
 
@@ -252,6 +265,27 @@ def test_scoring_inside_an_epoch_changes_nothing_but_adds_the_scores(run, splits
     assert "checkpoints" not in plain[0].record
 
 
+@pytest.mark.parametrize("variant", ["momentum", "adam", "mbgd_exponential", "bgd"])
+def test_an_xla_compiled_run_trains_as_the_same_run_in_graph_mode(splits, monkeypatch, variant):
+    """Runs of at least XLA_MIN_STEPS steps are XLA-compiled, shorter ones not: the same math."""
+    results = {}
+    for minimum in (0, 10**9):  # every run compiled; none
+        monkeypatch.setattr(stacked, "XLA_MIN_STEPS", minimum)
+        results[minimum] = train_group(STUDY, variant, [1, 2], *splits)
+        assert [r.record["xla"] for r in results[minimum]] == [minimum == 0] * 2
+    for compiled, graph in zip(results[0], results[10**9], strict=True):
+        assert_same_run(compiled, graph, tolerance=KERAS)
+
+
+def test_whether_a_run_is_xla_compiled_follows_its_steps(run):
+    assert (
+        STUDY.steps_per_epoch("sgd") * EPOCHS
+        >= stacked.XLA_MIN_STEPS
+        > STUDY.steps_per_epoch("adam") * EPOCHS
+    )
+    assert run("sgd", (1,))[0].record["xla"] and not run("adam", (1,))[0].record["xla"]
+
+
 def test_more_runs_than_memory_allows_train_as_several_groups_with_the_same_results(run, splits):
     together = run("adam", (7, 1, 2))
     split = train_group(STUDY, "adam", [7, 1, 2], *splits, members_per_group=2)
@@ -304,6 +338,23 @@ def test_a_cpu_gets_pinned_stacks_and_at_batch_1_stacks_that_fit_a_pinned_cache(
     assert stacked.stack_sizes(STUDY, "sgd", 15) == [4, 4, 4, 3]
     monkeypatch.setattr(stacked.runtime, "on_gpu", lambda: True)
     assert stacked.stack_sizes(STUDY, "sgd", 15, cores=2, cache=2 * mib) == [15]
+
+
+def test_a_grid_given_seed_by_seed_trains_one_stack_per_seed_above_small_batches(monkeypatch):
+    monkeypatch.setattr(stacked.runtime, "on_gpu", lambda: False)
+    by_seed = [4, 4, 4, 5, 5, 5, 6, 6, 6]  # three settings on each of three seeds
+    assert stacked.seed_stacks(STUDY, "momentum", by_seed) == [3, 3, 3]
+    assert stacked.seed_stacks(STUDY, "adam", [1, 1, 2, 2]) == [2, 2]
+    assert stacked.seed_stacks(STUDY, "momentum", [4, 5, 6] * 3) is None  # seeds mixed
+    assert stacked.seed_stacks(STUDY, "momentum", [4, 4, 5, 5, 4]) is None  # a seed in two places
+    assert stacked.seed_stacks(STUDY, "momentum", [4, 4, 4]) is None  # fewer seeds than stacks
+    assert stacked.seed_stacks(STUDY, "momentum", [4, 5, 6]) is None  # one member a seed: nothing shared
+    assert stacked.seed_stacks(STUDY, "sgd", by_seed) is None  # batch 1: stacks that fit the cache
+    assert stacked.seed_stacks(STUDY, "bgd", by_seed) is None  # full batch: one stack already shares
+    group = stacked.Group(STUDY, "momentum", by_seed, [0.01, 0.02, 0.03] * 3)
+    assert group.stack_sizes == [3, 3, 3] and all(stack.shared_order for stack in group.stacks)
+    monkeypatch.setattr(stacked.runtime, "on_gpu", lambda: True)
+    assert stacked.seed_stacks(STUDY, "momentum", by_seed) is None  # a GPU runs one stack
 
 
 def test_a_group_holds_pinned_bytes_on_a_cpu_and_what_a_gpus_free_memory_holds(monkeypatch):
