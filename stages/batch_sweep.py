@@ -14,6 +14,7 @@ epochs, steps and seconds. Seconds are steps x what a step costs one run alone (
 in this process with nothing else running). Peak memory is measured `memory_repeats` times per size,
 each in a process of its own that measures one run of one size, with nothing but imports run before
 it: in one process, memory freed by an earlier measurement is reused unseen and would read as none.
+Every size is measured uncompiled by XLA (`measure_memory_alone` says why).
 They are forked from a server that has only imported what this module imports (TensorFlow among them),
 so none imports TensorFlow again. They run while the sizes tune (their figure is their own process's,
 whatever else runs), two at a time on two cores.
@@ -112,11 +113,17 @@ def tune(sized: Study, name: str, train, validation, on_epoch) -> dict:
 
 
 def measure_memory_alone(sized: Study, name: str) -> dict:
-    """One run of one size alone, in a process of its own (`measure_solo`): its peak memory and its pid."""
+    """One run of one size alone, in a process of its own (`measure_solo`): its peak memory and its pid.
+
+    Every size runs in TensorFlow's graph mode here, whether or not it trains XLA-compiled: the peak
+    counts what the run sets up and allocates, and XLA's compiler, whose own memory (some 40-50 MiB
+    here) would count too, compiles only runs of 1,000 steps or more (study/stacked.py), so with it
+    the sizes would differ by the compiler's memory rather than by their batches."""
     runtime.map_inherited_file_pages()
     runtime.setup_device()
     x, y = data.load_split("data/prepared", "train")
-    solo = measure_solo(sized, name, (x[: sized.n_train], y[: sized.n_train]))
+    uncompiled = sized.model_copy(update={"train": sized.train.model_copy(update={"jit_compile": False})})
+    solo = measure_solo(uncompiled, name, (x[: sized.n_train], y[: sized.n_train]))
     return {
         "pid": os.getpid(),
         "peak_memory_bytes": solo["peak_memory_bytes"],
