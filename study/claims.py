@@ -62,8 +62,7 @@ def roles(variants: dict) -> dict:
     plain: mini-batch SGD without momentum or schedule; stochastic: the same at batch 1; full: at the
     whole split; momentum / nesterov: SGD with momentum at plain's batch size, without / with Nesterov's
     look-ahead; adaptive: every optimizer whose settings say it is (`adaptive`: Adam, RMSprop, Adagrad)
-    at plain's batch size; scheduled: plain SGD with a
-    schedule. A part no variant plays is absent.
+    at plain's batch size; scheduled: plain SGD with a schedule. A part no variant plays is absent.
     """
 
     def plain_sgd(v) -> bool:
